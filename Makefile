@@ -1,0 +1,43 @@
+# The two commands of README.md:
+#   make demo   set up .venv and run the main job (embedded receiver, SQLite)
+#   make test   set up .venv and run every test
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+BUF_VERSION := 1.75.0
+
+.PHONY: demo test setup proto lint-proto lint typecheck bench clean
+
+$(BIN)/vfo-otel: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+setup: $(BIN)/vfo-otel
+
+demo: setup
+	$(BIN)/vfo-otel demo
+
+test: setup lint-proto
+	$(BIN)/python -m pytest -q
+
+# Regenerate vfo_otel/_gen from proto/ (tests/test_generated.py fails when stale).
+proto: setup
+	$(BIN)/python scripts/gen_proto.py
+
+# buf lint with the repo's buf.yaml; google/api protos come from googleapis-common-protos.
+lint-proto: setup
+	rm -rf build/proto-deps && mkdir -p build/proto-deps/google
+	cp -r "$$($(BIN)/python -c 'import google.api, os; print(os.path.dirname(google.api.__file__))')" build/proto-deps/google/api
+	npx --yes @bufbuild/buf@$(BUF_VERSION) lint
+
+lint: setup
+	$(BIN)/ruff check vfo_otel tests bench scripts
+	$(BIN)/mypy
+
+bench: setup
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,402 @@
+"""The vfo-otel emitter: canonical RunEvents out through the OpenTelemetry Python SDK.
+
+Each event becomes, at once, one OTLP log record (the live channel), one span event on
+its entity's span (run > pipeline > asset > node attempt; the span is exported when the
+entity reaches a terminal state) and a few low-cardinality metric updates. The mapping
+itself is pure (:mod:`vfo_otel.mapping`); this module only drives the SDK.
+
+Thread contract: every public method is thread-safe and never raises into the runner
+(except constructor validation, which raises ``ValueError``). Failures are counted in
+:attr:`Emitter.stats` and logged once per kind on the ``vfo_otel`` logger. Export runs
+on the SDK's batch processor threads, so ``emit`` does not block on the network.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry import trace as trace_api
+from opentelemetry._logs import SeverityNumber
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
+from opentelemetry.trace import NonRecordingSpan, SpanContext, Status, StatusCode, TraceFlags
+
+from vfo_otel import conventions as c
+from vfo_otel import mapping
+from vfo_otel._gen.vfo.events.v1 import events_pb2 as ev
+from vfo_otel.conventions import Key
+
+__all__ = ["Emitter", "EmitterStats"]
+
+_log = logging.getLogger("vfo_otel")
+
+try:  # the package version, for service.version and the instrumentation scope
+    from importlib.metadata import version as _pkg_version
+
+    VERSION = _pkg_version("vfo-otel")
+except Exception:  # pragma: no cover - running from a source tree without metadata
+    VERSION = "0.0.0"
+
+_DEFAULT_CARDINALITY_LIMIT = 2000
+
+
+class _DeterministicIds(IdGenerator):
+    """Returns the ids put in :data:`_NEXT_IDS` by the emitter; random ids otherwise.
+
+    The SDK asks its tracer's id generator for the trace id of a root span and the span id
+    of every span; vfo ids are derived from the run id and the entity key (mapping.py), so
+    separate processes and restarts agree.
+    """
+
+    def __init__(self, fallback: IdGenerator) -> None:
+        self._fallback = fallback
+
+    def generate_span_id(self) -> int:
+        ids = _NEXT_IDS.get()
+        return ids[1] if ids else self._fallback.generate_span_id()
+
+    def generate_trace_id(self) -> int:
+        ids = _NEXT_IDS.get()
+        return ids[0] if ids else self._fallback.generate_trace_id()
+
+
+_NEXT_IDS: contextvars.ContextVar[tuple[int, int] | None] = contextvars.ContextVar("vfo_next_ids", default=None)
+
+
+@dataclass
+class EmitterStats:
+    """Counters of the emitter (read them; do not modify).
+
+    Attributes:
+        events: events accepted by :meth:`Emitter.emit`.
+        failures: emit failures by kind (exception class name); each kind is logged once.
+        overflowed: metric data points folded into the overflow series, by metric name.
+    """
+
+    events: int = 0
+    failures: dict[str, int] = field(default_factory=dict)
+    overflowed: dict[str, int] = field(default_factory=dict)
+
+
+class _CardinalityCap:
+    """Per-metric cap on distinct label sets; past it, points go to one overflow series.
+
+    The OTel Python SDK has no cardinality limit; this mirrors the SDK specification's
+    overflow behaviour (attribute ``otel.metric.overflow=true``).
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._seen: dict[str, set[frozenset[tuple[str, str]]]] = {}
+
+    def labels(self, metric: str, labels: dict[str, str], stats: EmitterStats) -> Mapping[str, Any]:
+        seen = self._seen.setdefault(metric, set())
+        key = frozenset(labels.items())
+        if key in seen:
+            return labels
+        if len(seen) < self.limit - 1:  # keep one slot for the overflow series
+            seen.add(key)
+            return labels
+        stats.overflowed[metric] = stats.overflowed.get(metric, 0) + 1
+        return {c.OVERFLOW_LABEL: True}
+
+
+@dataclass
+class _Attempt:
+    """What the emitter remembers of one live entity."""
+
+    span: trace_api.Span | None
+    state: int
+    start_ns: int
+
+
+class Emitter:
+    """Turns canonical ``vfo.events.v1.RunEvent`` messages into spans, span events, log records
+    and metrics through the OpenTelemetry Python SDK.
+
+    Configuration comes, in order, from explicit arguments, the standard ``OTEL_*``
+    environment variables (read by the SDK's OTLP exporters and ``Resource.create``), or
+    providers the application already owns (then the emitter adds no exporter and does
+    not shut them down).
+
+    Args:
+        endpoint: OTLP gRPC endpoint, e.g. ``http://127.0.0.1:4317``; None lets the SDK read
+            ``OTEL_EXPORTER_OTLP_ENDPOINT`` (default ``http://localhost:4317``).
+        service_name: ``service.name`` (default: ``OTEL_SERVICE_NAME`` or ``vfo``).
+        resource_attributes: extra resource attributes; ``vfo.*`` keys are refused (ValueError)
+            because entity ids must never be resource attributes.
+        tracer_provider, logger_provider, meter_provider: SDK providers to use instead of
+            building our own.
+        metric_readers: extra metric readers for the emitter's own MeterProvider (for
+            example an OTel Prometheus reader); ignored when ``meter_provider`` is given.
+        export_metrics_otlp: add the OTLP metric exporter to our own MeterProvider.
+        metric_export_interval_ms: OTLP metric export interval (ms).
+        cardinality_limit: distinct label sets per metric before the overflow series.
+        source_id: id of this source (default: random); with ``sequence`` it orders events.
+
+    Raises:
+        ValueError: a bad argument (non-positive limits, forbidden resource keys).
+    """
+
+    def __init__(
+        self,
+        *,
+        endpoint: str | None = None,
+        service_name: str | None = None,
+        resource_attributes: Mapping[str, str] | None = None,
+        tracer_provider: TracerProvider | None = None,
+        logger_provider: LoggerProvider | None = None,
+        meter_provider: MeterProvider | None = None,
+        metric_readers: Sequence[MetricReader] = (),
+        export_metrics_otlp: bool = True,
+        metric_export_interval_ms: int = 10_000,
+        cardinality_limit: int = _DEFAULT_CARDINALITY_LIMIT,
+        source_id: str | None = None,
+    ) -> None:
+        if cardinality_limit < 2:
+            raise ValueError("cardinality_limit must be >= 2 (one slot is the overflow series)")
+        if metric_export_interval_ms <= 0:
+            raise ValueError("metric_export_interval_ms must be > 0")
+        extra = dict(resource_attributes or {})
+        forbidden = sorted(k for k in extra if k.startswith("vfo."))
+        if forbidden:
+            raise ValueError(f"entity attributes are not resource attributes: {forbidden}")
+        attrs: dict[str, str] = {Key.SERVICE_VERSION: VERSION, Key.HOST_NAME: socket.gethostname(), **extra}
+        if service_name:
+            attrs[Key.SERVICE_NAME] = service_name
+        elif not os.environ.get("OTEL_SERVICE_NAME"):
+            attrs[Key.SERVICE_NAME] = "vfo"
+        resource = Resource.create(attrs)
+        leaked = sorted(k for k in resource.attributes if str(k).startswith("vfo."))
+        if leaked:  # from OTEL_RESOURCE_ATTRIBUTES
+            _log.warning("dropping vfo.* resource attributes %s: entity ids are never resource attributes", leaked)
+            resource = Resource({k: v for k, v in resource.attributes.items() if not str(k).startswith("vfo.")})
+        self.resource = resource
+
+        self._owned: list[Any] = []
+        if tracer_provider is None:
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+            tracer_provider = TracerProvider(resource=resource)
+            tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
+            self._owned.append(tracer_provider)
+        if logger_provider is None:
+            from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
+
+            logger_provider = LoggerProvider(resource=resource)
+            logger_provider.add_log_record_processor(BatchLogRecordProcessor(OTLPLogExporter(endpoint=endpoint)))
+            self._owned.append(logger_provider)
+        if meter_provider is None:
+            readers = list(metric_readers)
+            if export_metrics_otlp:
+                from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+
+                readers.append(
+                    PeriodicExportingMetricReader(
+                        OTLPMetricExporter(endpoint=endpoint), export_interval_millis=metric_export_interval_ms
+                    )
+                )
+            meter_provider = MeterProvider(resource=resource, metric_readers=readers)
+            self._owned.append(meter_provider)
+        self._providers = (tracer_provider, logger_provider, meter_provider)
+
+        self._tracer = tracer_provider.get_tracer(c.INSTRUMENTATION_SCOPE, VERSION)
+        if hasattr(self._tracer, "id_generator"):
+            self._tracer.id_generator = _DeterministicIds(self._tracer.id_generator or RandomIdGenerator())
+        else:  # pragma: no cover - a non-SDK tracer provider
+            _log.warning("tracer provider is not the OTel SDK's: span ids will not be deterministic")
+        self._logger = logger_provider.get_logger(c.INSTRUMENTATION_SCOPE, VERSION)
+        meter = meter_provider.get_meter(c.INSTRUMENTATION_SCOPE, VERSION)
+        self._instruments: dict[str, Any] = {}
+        for spec in c.METRICS:
+            if spec.instrument == "counter":
+                inst: Any = meter.create_counter(spec.name, unit=spec.unit, description=spec.description)
+            elif spec.instrument == "updowncounter":
+                inst = meter.create_up_down_counter(spec.name, unit=spec.unit, description=spec.description)
+            else:
+                inst = meter.create_histogram(
+                    spec.name, unit=spec.unit, description=spec.description,
+                    explicit_bucket_boundaries_advisory=list(c.DURATION_BUCKETS_S),
+                )
+            self._instruments[spec.name] = inst
+        self._cap = _CardinalityCap(cardinality_limit)
+
+        self.stats = EmitterStats()
+        self._lock = threading.RLock()
+        self._source_id = source_id or uuid.uuid4().hex[:16]
+        self._sequence = 0
+        self._live: dict[tuple[str, ...], _Attempt] = {}
+        self._closed = False
+        os.register_at_fork(after_in_child=self._after_fork)
+
+    # -- public API -------------------------------------------------------------------
+
+    @property
+    def source_id(self) -> str:
+        """This emitter's source id (changes in a forked child)."""
+        return self._source_id
+
+    def emit(self, event: ev.RunEvent) -> ev.RunEvent:
+        """Emit one event as a log record, a span event (and span when terminal) and metrics.
+
+        Missing ``event_id``, ``time``, ``source_id``/``sequence`` and ``previous_state`` are
+        filled in (the caller's message is not modified).
+
+        Args:
+            event: a RunEvent with scope, state, run_id and the ids its scope needs.
+
+        Returns:
+            The completed event as emitted (an empty RunEvent if it could not be emitted).
+            Never raises: failures are counted in :attr:`stats`.
+        """
+        try:
+            with self._lock:
+                return self._emit(event)
+        except Exception as exc:  # the emit path never raises into the runner
+            self._failed(exc)
+            return ev.RunEvent()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        """Export everything buffered; True when every provider flushed within the timeout (ms)."""
+        ok = True
+        for provider in self._providers:
+            try:
+                ok = bool(provider.force_flush(timeout_millis)) and ok
+            except Exception as exc:
+                self._failed(exc)
+                ok = False
+        return ok
+
+    def shutdown(self) -> None:
+        """Flush, then shut down the providers the emitter built (idempotent)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self.force_flush()
+        for provider in self._owned:
+            try:
+                provider.shutdown()
+            except Exception as exc:
+                self._failed(exc)
+
+    def run(self, run_id: str, **kwargs: Any) -> Any:
+        """Context manager for a run; see :class:`vfo_otel.runner.RunHandle`."""
+        from vfo_otel.runner import RunHandle
+
+        return RunHandle(self, run_id, **kwargs)
+
+    # -- internals --------------------------------------------------------------------
+
+    def _after_fork(self) -> None:
+        self._lock = threading.RLock()
+        self._source_id = uuid.uuid4().hex[:16]
+        self._sequence = 0
+
+    def _failed(self, exc: BaseException) -> None:
+        kind = type(exc).__name__
+        count = self.stats.failures.get(kind, 0)
+        self.stats.failures[kind] = count + 1
+        if count == 0:
+            _log.warning("vfo_otel emitter failure (%s), counted in Emitter.stats; further ones not logged",
+                         kind, exc_info=exc)
+
+    def _emit(self, source: ev.RunEvent) -> ev.RunEvent:
+        event = ev.RunEvent()
+        event.CopyFrom(source)
+        mapping.entity_key(event)  # validates the scope
+        mapping.state_name(event.state)
+        if not event.run_id:
+            raise ValueError("run_id is required")
+        if not event.event_id:
+            event.event_id = uuid.uuid4().hex
+        if not event.HasField("time"):
+            event.time.FromNanoseconds(time.time_ns())
+        if not event.source_id:
+            self._sequence += 1
+            event.source_id = self._source_id
+            event.sequence = self._sequence
+        key = mapping.entity_key(event)
+        live = self._live.get(key)
+        if live is not None and not event.previous_state and live.state != event.state:
+            event.previous_state = live.state  # type: ignore[assignment]
+
+        self._emit_log(event)
+        self._emit_span(key, live, event)
+        for point in mapping.metric_points(event):
+            labels = self._cap.labels(point.name, point.labels, self.stats)
+            inst = self._instruments[point.name]
+            if hasattr(inst, "record"):
+                inst.record(point.value, labels)
+            else:
+                inst.add(point.value, labels)
+        self.stats.events += 1
+        return event
+
+    def _emit_log(self, event: ev.RunEvent) -> None:
+        rec = mapping.log_record(event)
+        span_ctx = SpanContext(rec.trace_id, rec.span_id, is_remote=False, trace_flags=TraceFlags(TraceFlags.SAMPLED))
+        ctx = trace_api.set_span_in_context(NonRecordingSpan(span_ctx))
+        self._logger.emit(
+            timestamp=rec.timestamp_ns,
+            observed_timestamp=time.time_ns(),
+            context=ctx,
+            severity_number=SeverityNumber(rec.severity_number),
+            severity_text=rec.severity_text,
+            body=rec.body,
+            attributes=rec.attributes,
+            event_name=rec.event_name,
+        )
+
+    def _start_span(self, event: ev.RunEvent, start_ns: int) -> trace_api.Span:
+        data = mapping.span_start(event)
+        parent_ctx = None
+        if data.parent_span_id is not None:
+            parent = SpanContext(data.trace_id, data.parent_span_id, is_remote=True,
+                                 trace_flags=TraceFlags(TraceFlags.SAMPLED))
+            parent_ctx = trace_api.set_span_in_context(NonRecordingSpan(parent))
+        token = _NEXT_IDS.set((data.trace_id, data.span_id))
+        try:
+            return self._tracer.start_span(data.name, context=parent_ctx, attributes=data.attributes,
+                                           start_time=start_ns, kind=trace_api.SpanKind.INTERNAL)
+        finally:
+            _NEXT_IDS.reset(token)
+
+    def _emit_span(self, key: tuple[str, ...], live: _Attempt | None, event: ev.RunEvent) -> None:
+        now_ns = event.time.ToNanoseconds()
+        terminal = event.state in c.TERMINAL_STATES
+        if live is None or live.span is None:
+            start_ns = now_ns
+            if terminal and event.HasField("duration"):  # start seen elsewhere: its real start time
+                start_ns = now_ns - max(event.duration.ToNanoseconds(), 0)
+            live = _Attempt(self._start_span(event, start_ns), event.state, start_ns)
+            self._live[key] = live
+        span = live.span
+        assert span is not None
+        data = mapping.span_event(event)
+        span.add_event(data.name, data.attributes, timestamp=data.timestamp_ns)
+        if event.stage_id:
+            span.set_attribute(Key.STAGE_ID, event.stage_id)
+        live.state = event.state
+        if terminal:
+            end = mapping.span_end(event)
+            span.set_attributes(end.attributes)
+            if not end.ok:  # success leaves the status UNSET, as OTel instrumentation guidance asks
+                span.set_status(Status(StatusCode.ERROR, end.description))
+            span.end(end_time=max(now_ns, live.start_ns))
+            del self._live[key]

@@ -1,0 +1,368 @@
+"""Context-manager helpers for runners without a state machine of their own.
+
+``with emitter.run(...) as run: with run.pipeline(...) as p: with p.asset(...) as a:
+with a.node(...) as n: ...`` emits the canonical transitions of each entity:
+
+* entering emits ``running``; leaving emits ``complete``, or ``failed`` when an exception
+  escapes (error class = the exception's qualified class name, detail = its message;
+  ``KeyboardInterrupt``/``SystemExit`` are ``Cancelled``), when a recorded exit code is
+  non-zero (``ExitCode``) or negative (``Signal``), or when :meth:`_Entity.fail` was
+  called; :meth:`NodeHandle.skip` ends it ``skipped``;
+* declaring a pipeline's workflow makes every asset emit ``queued`` for each node
+  (attempt 1) with its upstream node ids, so the DAG's edges are known before work starts;
+  nodes still queued when their asset ends are ``skipped``;
+* an asset fails (``NodeFailed``) when a node's latest attempt failed; a pipeline fails
+  (``AssetFailed``) when an asset did; a run fails (``PipelineFailed``) when a pipeline did.
+
+Durations come from the monotonic clock of the process that saw both ends.
+Exceptions from the runner's own code propagate unchanged; the emitter never raises.
+Handles are not thread-safe individually: use one handle per thread.
+"""
+
+from __future__ import annotations
+
+import shlex
+import signal
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from vfo_otel._gen.vfo.events.v1 import events_pb2 as ev
+
+if TYPE_CHECKING:
+    from vfo_otel.emitter import Emitter
+
+__all__ = ["AssetHandle", "NodeHandle", "NodeSpec", "PipelineHandle", "RunHandle", "error_class_of"]
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """A workflow node: its stage and the node ids it runs after (edges upstream -> this node)."""
+
+    stage: str
+    after: tuple[str, ...] = ()
+
+
+def error_class_of(exc: BaseException) -> str:
+    """The ``error.type`` of an exception: ``Cancelled`` for interrupts, else its qualified class name.
+
+    Builtins keep their bare name (``ValueError``); others get ``module.QualName`` as the OTel
+    semantic conventions suggest for ``error.type``.
+    """
+    if isinstance(exc, KeyboardInterrupt | SystemExit):
+        return "Cancelled"
+    cls = type(exc)
+    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _command(command: str | Sequence[str] | None, action: str | None) -> ev.Command | None:
+    if command is None and not action:
+        return None
+    cmd = ev.Command(action=action or "")
+    if isinstance(command, str):
+        cmd.command_line = command
+    elif command is not None:
+        cmd.argv.extend(command)
+        cmd.command_line = shlex.join(command)
+    return cmd
+
+
+class _Entity:
+    """Shared lifecycle of run, pipeline, asset and node-attempt handles."""
+
+    scope: int
+
+    def __init__(self, emitter: Emitter, ids: dict[str, Any], *, command: ev.Command | None = None,
+                 attributes: Mapping[str, str] | None = None) -> None:
+        self._emitter = emitter
+        self._ids = ids
+        self._command = command
+        self._attributes = dict(attributes or {})
+        self._start_mono_ns: int | None = None
+        self._error: tuple[str, str] | None = None
+        self._final: int | None = None
+        self.state: int = ev.STATE_UNSPECIFIED
+
+    def event(self, state: int, **fields: Any) -> ev.RunEvent:
+        """Build (not emit) an event of this entity in ``state`` with extra RunEvent fields."""
+        msg = ev.RunEvent(scope=self.scope, state=state, **self._ids)  # type: ignore[arg-type]
+        if self._command is not None:
+            msg.command.CopyFrom(self._command)
+        for k, v in self._attributes.items():
+            msg.attributes[k] = v
+        for name, value in fields.items():
+            if name in ("inputs", "outputs", "upstream_node_ids"):
+                getattr(msg, name).extend(value)
+            elif name in ("error", "duration"):
+                getattr(msg, name).CopyFrom(value)
+            elif value is not None:
+                setattr(msg, name, value)
+        return msg
+
+    def _emit(self, state: int, **fields: Any) -> ev.RunEvent:
+        self.state = state
+        try:
+            event = self.event(state, **fields)
+        except Exception as exc:  # a handle never raises into the runner either
+            self._emitter._failed(exc)
+            return ev.RunEvent()
+        return self._emitter.emit(event)
+
+    def fail(self, error_class: str, detail: str = "") -> None:
+        """End this entity ``failed`` with this error class and detail when it exits (no exception needed)."""
+        self._error = (error_class, detail)
+
+    def _duration_fields(self) -> dict[str, Any]:
+        if self._start_mono_ns is None:
+            return {}
+        from google.protobuf.duration_pb2 import Duration
+
+        d = Duration()
+        d.FromNanoseconds(time.monotonic_ns() - self._start_mono_ns)
+        return {"duration": d}
+
+    def _child_failed(self) -> tuple[str, str] | None:
+        return None
+
+    def _extra_end_fields(self) -> dict[str, Any]:
+        return {}
+
+    def __enter__(self) -> Any:
+        self._start_mono_ns = time.monotonic_ns()
+        self._emit(ev.STATE_RUNNING, **self._start_fields())
+        return self
+
+    def _start_fields(self) -> dict[str, Any]:
+        return {}
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        fields = {**self._duration_fields(), **self._extra_end_fields()}
+        error = self._error
+        if exc is not None:
+            error = (error_class_of(exc), str(exc) or exc.__class__.__name__)
+        if error is None:
+            error = self._child_failed()
+        if error is not None:
+            self._emit(ev.STATE_FAILED, error=ev.Error(error_class=error[0], detail=error[1]), **fields)
+        else:
+            self._emit(self._final or ev.STATE_COMPLETE, **fields)
+
+
+class RunHandle(_Entity):
+    """A run; use as a context manager. Create with :meth:`vfo_otel.Emitter.run`.
+
+    Args:
+        emitter: the emitter.
+        run_id: the run's stable id.
+        command: the run's command line (str) or argv; action: its action name.
+        attributes: free-form string attributes carried on the run's events.
+    """
+
+    scope = ev.SCOPE_RUN
+
+    def __init__(self, emitter: Emitter, run_id: str, *, command: str | Sequence[str] | None = None,
+                 action: str | None = None, attributes: Mapping[str, str] | None = None) -> None:
+        super().__init__(emitter, {"run_id": run_id}, command=_command(command, action), attributes=attributes)
+        self.run_id = run_id
+        self._pipelines: list[PipelineHandle] = []
+
+    def pipeline(self, pipeline_id: str, workflow: Mapping[str, NodeSpec] | None = None) -> PipelineHandle:
+        """A pipeline of this run, with its workflow DAG (node id -> NodeSpec) if known."""
+        handle = PipelineHandle(self._emitter, self.run_id, pipeline_id, workflow)
+        self._pipelines.append(handle)
+        return handle
+
+    def _child_failed(self) -> tuple[str, str] | None:
+        failed = [p.pipeline_id for p in self._pipelines if p.state == ev.STATE_FAILED]
+        return ("PipelineFailed", f"failed pipelines: {', '.join(failed)}") if failed else None
+
+
+class PipelineHandle(_Entity):
+    """A pipeline of a run; use as a context manager. Create with :meth:`RunHandle.pipeline`."""
+
+    scope = ev.SCOPE_PIPELINE
+
+    def __init__(self, emitter: Emitter, run_id: str, pipeline_id: str,
+                 workflow: Mapping[str, NodeSpec] | None) -> None:
+        super().__init__(emitter, {"run_id": run_id, "pipeline_id": pipeline_id})
+        self.run_id, self.pipeline_id = run_id, pipeline_id
+        self.workflow: dict[str, NodeSpec] = dict(workflow or {})
+        for node_id, spec in self.workflow.items():
+            unknown = [u for u in spec.after if u not in self.workflow]
+            if unknown:
+                raise ValueError(f"node {node_id!r} runs after unknown nodes {unknown}")
+        self._assets: list[AssetHandle] = []
+
+    def asset(self, asset_id: str, *, inputs: Sequence[ev.AssetRef] = ()) -> AssetHandle:
+        """An asset flowing through this pipeline; entering it queues every workflow node."""
+        handle = AssetHandle(self._emitter, self, asset_id, inputs)
+        self._assets.append(handle)
+        return handle
+
+    def _child_failed(self) -> tuple[str, str] | None:
+        failed = [a.asset_id for a in self._assets if a.state == ev.STATE_FAILED]
+        if not failed:
+            return None
+        shown = ", ".join(failed[:10]) + (" ..." if len(failed) > 10 else "")
+        return ("AssetFailed", f"{len(failed)} failed assets: {shown}")
+
+
+class AssetHandle(_Entity):
+    """An asset of a pipeline; use as a context manager. Create with :meth:`PipelineHandle.asset`."""
+
+    scope = ev.SCOPE_ASSET
+
+    def __init__(self, emitter: Emitter, pipeline: PipelineHandle, asset_id: str,
+                 inputs: Sequence[ev.AssetRef]) -> None:
+        super().__init__(emitter, {"run_id": pipeline.run_id, "pipeline_id": pipeline.pipeline_id,
+                                   "asset_id": asset_id})
+        self.pipeline, self.asset_id = pipeline, asset_id
+        self._inputs = list(inputs)
+        self._attempts: dict[str, int] = {}
+        self._latest: dict[str, NodeHandle] = {}
+        self._queued: set[str] = set()
+
+    def __enter__(self) -> AssetHandle:
+        super().__enter__()
+        for node_id, spec in self.pipeline.workflow.items():
+            self._queued.add(node_id)
+            self._emitter.emit(self._node_event(node_id, spec.stage, 1, ev.STATE_QUEUED, spec.after))
+        return self
+
+    def _node_event(self, node_id: str, stage: str, attempt: int, state: int,
+                    upstream: Sequence[str], **fields: Any) -> ev.RunEvent:
+        return ev.RunEvent(scope=ev.SCOPE_NODE, state=state, node_id=node_id, stage_id=stage, attempt_id=attempt,
+                           upstream_node_ids=list(upstream), **self._ids, **fields)  # type: ignore[arg-type]
+
+    def node(self, node_id: str, *, stage: str | None = None, after: Sequence[str] | None = None,
+             attempt: int | None = None) -> NodeHandle:
+        """The next attempt of a node for this asset (attempt 1, then 2, 3 ... on each call).
+
+        Stage and upstream nodes default to the pipeline's workflow.
+
+        Raises:
+            ValueError: the node is not in the workflow and no stage is given.
+        """
+        spec = self.pipeline.workflow.get(node_id)
+        if stage is None:
+            if spec is None:
+                raise ValueError(f"node {node_id!r} is not in the workflow of {self.pipeline.pipeline_id!r}; "
+                                 "pass stage=")
+            stage = spec.stage
+        upstream = tuple(after) if after is not None else (spec.after if spec else ())
+        number = attempt if attempt is not None else self._attempts.get(node_id, 0) + 1
+        self._attempts[node_id] = max(number, self._attempts.get(node_id, 0))
+        handle = NodeHandle(self, node_id, stage, number, upstream, queued=node_id in self._queued and number == 1)
+        self._queued.discard(node_id)
+        self._latest[node_id] = handle
+        return handle
+
+    def _extra_end_fields(self) -> dict[str, Any]:
+        for node_id in sorted(self._queued):  # never started: skipped
+            spec = self.pipeline.workflow[node_id]
+            self._emitter.emit(self._node_event(node_id, spec.stage, 1, ev.STATE_SKIPPED, spec.after,
+                                                previous_state=ev.STATE_QUEUED,
+                                                attributes={"skip_reason": "not run"}))
+        self._queued.clear()
+        return {}
+
+    def _child_failed(self) -> tuple[str, str] | None:
+        failed = sorted(n for n, h in self._latest.items() if h.state == ev.STATE_FAILED)
+        return ("NodeFailed", f"failed nodes: {', '.join(failed)}") if failed else None
+
+
+class NodeHandle(_Entity):
+    """One attempt of one node for one asset; use as a context manager.
+
+    Create with :meth:`AssetHandle.node`. Inside, record what ran with :meth:`run` (a real
+    subprocess), :meth:`set_command`, :meth:`set_exit_code`, :meth:`add_output`.
+    """
+
+    scope = ev.SCOPE_NODE
+
+    def __init__(self, asset: AssetHandle, node_id: str, stage: str, attempt: int, upstream: Sequence[str],
+                 *, queued: bool) -> None:
+        super().__init__(asset._emitter, {**asset._ids, "node_id": node_id, "stage_id": stage,
+                                          "attempt_id": attempt})
+        self.asset, self.node_id, self.stage_id, self.attempt_id = asset, node_id, stage, attempt
+        self.upstream = tuple(upstream)
+        self.inputs: list[ev.AssetRef] = list(asset._inputs)
+        self.outputs: list[ev.AssetRef] = []
+        self.exit_code: int | None = None
+        if queued:
+            self.state = ev.STATE_QUEUED
+
+    def _start_fields(self) -> dict[str, Any]:
+        prev = ev.STATE_QUEUED if self.state == ev.STATE_QUEUED else None
+        return {"upstream_node_ids": self.upstream, "inputs": self.inputs, "previous_state": prev}
+
+    def _extra_end_fields(self) -> dict[str, Any]:
+        fields: dict[str, Any] = {"outputs": self.outputs, "inputs": self.inputs}
+        if self.exit_code is not None:
+            fields["exit_code"] = self.exit_code
+            if self.exit_code != 0 and self._error is None:
+                if self.exit_code < 0:
+                    try:
+                        name = signal.Signals(-self.exit_code).name
+                    except ValueError:
+                        name = f"signal {-self.exit_code}"
+                    self._error = ("Signal", f"killed by {name}")
+                else:
+                    self._error = ("ExitCode", f"exited with status {self.exit_code}")
+        return fields
+
+    def set_command(self, command: str | Sequence[str] | None = None, *, action: str | None = None) -> None:
+        """Record the command line (str) or argv, or an action name."""
+        self._command = _command(command, action)
+
+    def set_exit_code(self, code: int) -> None:
+        """Record the process exit code (negative: killed by that signal, as subprocess reports)."""
+        self.exit_code = code
+
+    def add_output(self, uri: str, *, role: str = "", asset_id: str = "", size_bytes: int | None = None,
+                   media_type: str = "") -> None:
+        """Record an output asset reference."""
+        self.outputs.append(ev.AssetRef(asset_id=asset_id, uri=uri, role=role, size_bytes=size_bytes,
+                                        media_type=media_type))
+
+    def add_input(self, uri: str, *, role: str = "", asset_id: str = "", size_bytes: int | None = None,
+                  media_type: str = "") -> None:
+        """Record an input asset reference."""
+        self.inputs.append(ev.AssetRef(asset_id=asset_id, uri=uri, role=role, size_bytes=size_bytes,
+                                       media_type=media_type))
+
+    def skip(self, reason: str = "") -> None:
+        """End this attempt ``skipped`` when it exits."""
+        if reason:
+            self._attributes["skip_reason"] = reason
+        self._final = ev.STATE_SKIPPED
+
+    def wait(self, reason: str = "") -> None:
+        """Emit ``waiting`` now (e.g. for a lock or an external system); :meth:`resume` goes back to running."""
+        if reason:
+            self._attributes["wait_reason"] = reason
+        self._emit(ev.STATE_WAITING)
+
+    def resume(self) -> None:
+        """Emit ``running`` again after :meth:`wait`."""
+        self._emit(ev.STATE_RUNNING)
+
+    def run(self, argv: Sequence[str], **kwargs: Any) -> subprocess.CompletedProcess[Any]:
+        """Run a real subprocess as this attempt: records argv, command line and exit code.
+
+        stdout/stderr pass through unless redirected in ``kwargs`` (passed to subprocess.run).
+
+        Returns:
+            The CompletedProcess. A non-zero exit marks the attempt failed when it exits.
+
+        Raises:
+            OSError: the command could not be started (the attempt then fails with that class).
+        """
+        self.set_command(list(argv))
+        proc = subprocess.run(list(argv), check=False, **kwargs)
+        self.set_exit_code(proc.returncode)
+        return proc
