@@ -179,7 +179,8 @@ ATTRIBUTES: tuple[AttributeSpec, ...] = (
     AttributeSpec(Key.CICD_PIPELINE_RESULT, "string", (_S,), "state", "failure", "cicd.pipeline.result"),
     AttributeSpec(Key.CICD_TASK_NAME, "string", (_S,), "node_id", "encode_h264", "cicd.pipeline.task.name"),
     AttributeSpec(
-        Key.CICD_TASK_RUN_ID, "string", (_S,), "", "video/clip-0042/encode_h264/2", "cicd.pipeline.task.run.id"
+        Key.CICD_TASK_RUN_ID, "string", (_S,), "", "video/clip-0042/encode_h264/2",
+        "cicd.pipeline.task.run.id",
     ),
     AttributeSpec(
         Key.CICD_TASK_RUN_RESULT, "string", (_S,), "state", "success", "cicd.pipeline.task.run.result"

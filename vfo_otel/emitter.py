@@ -20,6 +20,7 @@ import socket
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,7 +42,7 @@ from vfo_otel import mapping
 from vfo_otel._gen.vfo.events.v1 import events_pb2 as ev
 from vfo_otel.conventions import Key
 
-__all__ = ["Emitter", "EmitterStats"]
+__all__ = ["Emitter", "EmitterStats", "build_resource"]
 
 _log = logging.getLogger("vfo_otel")
 
@@ -53,6 +54,53 @@ except Exception:  # pragma: no cover - running from a source tree without metad
     VERSION = "0.0.0"
 
 _DEFAULT_CARDINALITY_LIMIT = 2000
+
+
+def build_resource(service_name: str | None = None,
+                   resource_attributes: Mapping[str, str] | None = None) -> Resource:
+    """The emitter's OTel resource: service and host identity, never an entity id.
+
+    ``Resource.create`` merges the ``OTEL_RESOURCE_ATTRIBUTES`` / ``OTEL_SERVICE_NAME``
+    environment variables; any ``vfo.*`` key arriving that way is dropped (with a warning on
+    the ``vfo_otel`` logger) because Loki turns resource attributes into index labels.
+
+    Args:
+        service_name: ``service.name`` (default: ``OTEL_SERVICE_NAME`` or ``vfo``).
+        resource_attributes: extra resource attributes.
+
+    Raises:
+        ValueError: ``resource_attributes`` holds a ``vfo.*`` key.
+    """
+    extra = dict(resource_attributes or {})
+    forbidden = sorted(k for k in extra if k.startswith("vfo."))
+    if forbidden:
+        raise ValueError(f"entity attributes are not resource attributes: {forbidden}")
+    attrs: dict[str, str] = {Key.SERVICE_VERSION: VERSION, Key.HOST_NAME: socket.gethostname(), **extra}
+    if service_name:
+        attrs[Key.SERVICE_NAME] = service_name
+    elif not os.environ.get("OTEL_SERVICE_NAME"):
+        attrs[Key.SERVICE_NAME] = "vfo"
+    resource = Resource.create(attrs)
+    leaked = sorted(k for k in resource.attributes if str(k).startswith("vfo."))
+    if leaked:  # from OTEL_RESOURCE_ATTRIBUTES
+        _log.warning("dropping vfo.* resource attributes %s: entity ids are never resource attributes",
+                     leaked)
+        resource = Resource({k: v for k, v in resource.attributes.items() if not str(k).startswith("vfo.")})
+    return resource
+
+
+def _check_otlp_range(event: ev.RunEvent) -> None:
+    """Refuse values OTLP cannot carry (an unencodable value would be dropped, or fail a whole batch).
+
+    OTLP timestamps are unsigned 64-bit ns since the epoch and integer attributes are int64.
+    """
+    time_ns = event.time.ToNanoseconds()
+    if not 0 < time_ns < 2**64:
+        raise ValueError(f"time out of the OTLP range (ns since epoch): {time_ns}")
+    if event.sequence >= 2**63:
+        raise ValueError(f"sequence {event.sequence} does not fit an OTLP int64 attribute")
+    if event.HasField("duration") and not -(2**63) <= event.duration.ToNanoseconds() < 2**63:
+        raise ValueError("duration does not fit an OTLP int64 attribute (ns)")
 
 
 class _DeterministicIds(IdGenerator):
@@ -75,7 +123,9 @@ class _DeterministicIds(IdGenerator):
         return ids[0] if ids else self._fallback.generate_trace_id()
 
 
-_NEXT_IDS: contextvars.ContextVar[tuple[int, int] | None] = contextvars.ContextVar("vfo_next_ids", default=None)
+_NEXT_IDS: contextvars.ContextVar[tuple[int, int] | None] = contextvars.ContextVar(
+    "vfo_next_ids", default=None
+)
 
 
 @dataclass
@@ -172,20 +222,7 @@ class Emitter:
             raise ValueError("cardinality_limit must be >= 2 (one slot is the overflow series)")
         if metric_export_interval_ms <= 0:
             raise ValueError("metric_export_interval_ms must be > 0")
-        extra = dict(resource_attributes or {})
-        forbidden = sorted(k for k in extra if k.startswith("vfo."))
-        if forbidden:
-            raise ValueError(f"entity attributes are not resource attributes: {forbidden}")
-        attrs: dict[str, str] = {Key.SERVICE_VERSION: VERSION, Key.HOST_NAME: socket.gethostname(), **extra}
-        if service_name:
-            attrs[Key.SERVICE_NAME] = service_name
-        elif not os.environ.get("OTEL_SERVICE_NAME"):
-            attrs[Key.SERVICE_NAME] = "vfo"
-        resource = Resource.create(attrs)
-        leaked = sorted(k for k in resource.attributes if str(k).startswith("vfo."))
-        if leaked:  # from OTEL_RESOURCE_ATTRIBUTES
-            _log.warning("dropping vfo.* resource attributes %s: entity ids are never resource attributes", leaked)
-            resource = Resource({k: v for k, v in resource.attributes.items() if not str(k).startswith("vfo.")})
+        resource = build_resource(service_name, resource_attributes)
         self.resource = resource
 
         self._owned: list[Any] = []
@@ -208,7 +245,8 @@ class Emitter:
 
                 readers.append(
                     PeriodicExportingMetricReader(
-                        OTLPMetricExporter(endpoint=endpoint), export_interval_millis=metric_export_interval_ms
+                        OTLPMetricExporter(endpoint=endpoint),
+                        export_interval_millis=metric_export_interval_ms,
                     )
                 )
             meter_provider = MeterProvider(resource=resource, metric_readers=readers)
@@ -242,7 +280,8 @@ class Emitter:
         self._sequence = 0
         self._live: dict[tuple[str, ...], _Attempt] = {}
         self._closed = False
-        os.register_at_fork(after_in_child=self._after_fork)
+        after_fork = weakref.WeakMethod(self._after_fork)  # a strong ref would keep every emitter alive
+        os.register_at_fork(after_in_child=lambda: (m := after_fork()) is not None and m())
 
     # -- public API -------------------------------------------------------------------
 
@@ -331,6 +370,7 @@ class Emitter:
             self._sequence += 1
             event.source_id = self._source_id
             event.sequence = self._sequence
+        _check_otlp_range(event)
         key = mapping.entity_key(event)
         live = self._live.get(key)
         if live is not None and not event.previous_state and live.state != event.state:
@@ -350,7 +390,8 @@ class Emitter:
 
     def _emit_log(self, event: ev.RunEvent) -> None:
         rec = mapping.log_record(event)
-        span_ctx = SpanContext(rec.trace_id, rec.span_id, is_remote=False, trace_flags=TraceFlags(TraceFlags.SAMPLED))
+        span_ctx = SpanContext(rec.trace_id, rec.span_id, is_remote=False,
+                               trace_flags=TraceFlags(TraceFlags.SAMPLED))
         ctx = trace_api.set_span_in_context(NonRecordingSpan(span_ctx))
         self._logger.emit(
             timestamp=rec.timestamp_ns,
@@ -383,7 +424,7 @@ class Emitter:
         if live is None or live.span is None:
             start_ns = now_ns
             if terminal and event.HasField("duration"):  # start seen elsewhere: its real start time
-                start_ns = now_ns - max(event.duration.ToNanoseconds(), 0)
+                start_ns = max(now_ns - max(event.duration.ToNanoseconds(), 0), 0)
             live = _Attempt(self._start_span(event, start_ns), event.state, start_ns)
             self._live[key] = live
         span = live.span

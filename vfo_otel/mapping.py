@@ -339,7 +339,8 @@ def _body(event: ev.RunEvent) -> str:
         "run": f"run {event.run_id}",
         "pipeline": f"pipeline {event.pipeline_id}",
         "asset": f"asset {event.asset_id} in {event.pipeline_id}",
-        "node": f"node {event.node_id} attempt {event.attempt_id} for {event.asset_id} in {event.pipeline_id}",
+        "node": (f"node {event.node_id} attempt {event.attempt_id} for {event.asset_id} "
+                 f"in {event.pipeline_id}"),
     }[scope]
     text = f"{what} {state_name(event.state)}"
     if event.state == ev.STATE_FAILED and event.error.error_class:
@@ -384,7 +385,8 @@ def metric_points(event: ev.RunEvent) -> list[MetricPoint]:
         seconds = max(event.duration.ToNanoseconds(), 0) / 1e9
         points.append(MetricPoint("vfo.duration", seconds, {**base, Key.STATE: state}))
     if event.state == ev.STATE_FAILED:
-        points.append(MetricPoint("vfo.errors", 1, {**base, Key.ERROR_TYPE: event.error.error_class or "_OTHER"}))
+        error_type = event.error.error_class or "_OTHER"
+        points.append(MetricPoint("vfo.errors", 1, {**base, Key.ERROR_TYPE: error_type}))
     if event.scope == ev.SCOPE_NODE and event.state != event.previous_state:
         active = {k: v for k, v in base.items() if k != Key.SCOPE}
         if event.state == ev.STATE_RUNNING:
@@ -435,7 +437,7 @@ def _get(attrs: Mapping[str, Any], key: str, kind: type, required: bool = False)
             raise DecodeError(f"missing attribute {key!r}")
         return None
     value = attrs[key]
-    if kind is int and isinstance(value, bool) or not isinstance(value, kind):
+    if (kind is int and isinstance(value, bool)) or not isinstance(value, kind):
         raise DecodeError(f"attribute {key!r} must be {kind.__name__}, got {type(value).__name__}")
     return value
 
@@ -544,11 +546,11 @@ def event_from_attributes(attrs: Mapping[str, Any], time_ns: int) -> ev.RunEvent
         event.error.detail = detail
     synthetic = _get(attrs, Key.SYNTHETIC, bool)
     event.synthetic = bool(synthetic)
-    for key, value in attrs.items():
-        if key.startswith(c.ATTR_PREFIX_EXTRA):
+    for attr_key, value in attrs.items():
+        if attr_key.startswith(c.ATTR_PREFIX_EXTRA):
             if not isinstance(value, str):
-                raise DecodeError(f"attribute {key!r} must be str")
-            event.attributes[key[len(c.ATTR_PREFIX_EXTRA):]] = value
+                raise DecodeError(f"attribute {attr_key!r} must be str")
+            event.attributes[attr_key[len(c.ATTR_PREFIX_EXTRA):]] = value
     return event
 
 

@@ -166,7 +166,8 @@ class RunHandle(_Entity):
 
     def __init__(self, emitter: Emitter, run_id: str, *, command: str | Sequence[str] | None = None,
                  action: str | None = None, attributes: Mapping[str, str] | None = None) -> None:
-        super().__init__(emitter, {"run_id": run_id}, command=_command(command, action), attributes=attributes)
+        super().__init__(emitter, {"run_id": run_id}, command=_command(command, action),
+                         attributes=attributes)
         self.run_id = run_id
         self._pipelines: list[PipelineHandle] = []
 
@@ -235,8 +236,8 @@ class AssetHandle(_Entity):
 
     def _node_event(self, node_id: str, stage: str, attempt: int, state: int,
                     upstream: Sequence[str], **fields: Any) -> ev.RunEvent:
-        return ev.RunEvent(scope=ev.SCOPE_NODE, state=state, node_id=node_id, stage_id=stage, attempt_id=attempt,
-                           upstream_node_ids=list(upstream), **self._ids, **fields)  # type: ignore[arg-type]
+        return ev.RunEvent(scope=ev.SCOPE_NODE, state=state, node_id=node_id, stage_id=stage,  # type: ignore[arg-type]
+                           attempt_id=attempt, upstream_node_ids=list(upstream), **self._ids, **fields)
 
     def node(self, node_id: str, *, stage: str | None = None, after: Sequence[str] | None = None,
              attempt: int | None = None) -> NodeHandle:
@@ -256,7 +257,8 @@ class AssetHandle(_Entity):
         upstream = tuple(after) if after is not None else (spec.after if spec else ())
         number = attempt if attempt is not None else self._attempts.get(node_id, 0) + 1
         self._attempts[node_id] = max(number, self._attempts.get(node_id, 0))
-        handle = NodeHandle(self, node_id, stage, number, upstream, queued=node_id in self._queued and number == 1)
+        queued = node_id in self._queued and number == 1
+        handle = NodeHandle(self, node_id, stage, number, upstream, queued=queued)
         self._queued.discard(node_id)
         self._latest[node_id] = handle
         return handle
@@ -342,7 +344,7 @@ class NodeHandle(_Entity):
         self._final = ev.STATE_SKIPPED
 
     def wait(self, reason: str = "") -> None:
-        """Emit ``waiting`` now (e.g. for a lock or an external system); :meth:`resume` goes back to running."""
+        """Emit ``waiting`` now (e.g. for a lock or an external system); :meth:`resume` runs again."""
         if reason:
             self._attributes["wait_reason"] = reason
         self._emit(ev.STATE_WAITING)

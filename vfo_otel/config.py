@@ -1,0 +1,66 @@
+"""Receiver configuration (pydantic): validated once, at start-up; bad values raise ValueError.
+
+Defaults are the embedded setup: loopback only, SQLite file in the working directory.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from vfo_otel.limits import Limits
+
+__all__ = ["DEFAULT_GRPC_ADDRESS", "DEFAULT_HTTP_ADDRESS", "ReceiverConfig", "split_address"]
+
+#: OTLP gRPC (TraceService, LogsService, MetricsService) + SnapshotService + health: the standard OTLP port.
+DEFAULT_GRPC_ADDRESS = "127.0.0.1:4317"
+#: HTTP JSON API, live stream (SSE) and dashboard.
+DEFAULT_HTTP_ADDRESS = "127.0.0.1:8686"
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """``"host:port"`` or ``"[v6]:port"`` -> (host, port). Raises ValueError when malformed."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"address {address!r} is not HOST:PORT")
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"address {address!r} has no valid port (0-65535)")
+    return host.strip("[]"), int(port)
+
+
+class ReceiverConfig(BaseModel):
+    """Configuration of ``vfo-otel serve``.
+
+    Attributes:
+        grpc_address: bind address of the gRPC server (port 0: any free port).
+        http_address: bind address of the HTTP server; None disables HTTP.
+        store_path: SQLite file (":memory:" keeps nothing across restarts).
+        fsync: fsync every commit (survives power loss, slower).
+        retention_runs: keep at most this many runs (newest by last event); None: no limit.
+        retention_days: drop runs not updated for this many days; None: no limit.
+        max_request_bytes: largest OTLP request accepted (bytes); larger is RESOURCE_EXHAUSTED.
+        max_pending_events: events being stored at once before answering UNAVAILABLE.
+        auth_token: bearer token required on ingest and read APIs when set.
+        cors_origins: origins allowed to read the HTTP API from a browser (none by default).
+        limits: per-event limits (id length, text truncation).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    grpc_address: str = DEFAULT_GRPC_ADDRESS
+    http_address: str | None = DEFAULT_HTTP_ADDRESS
+    store_path: str = "vfo-otel.sqlite3"
+    fsync: bool = False
+    retention_runs: int | None = Field(1000, ge=1)
+    retention_days: float | None = Field(None, gt=0)
+    max_request_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    max_pending_events: int = Field(200_000, ge=1)
+    auth_token: SecretStr | None = None
+    cors_origins: list[str] = Field(default_factory=list)
+    limits: Limits = Field(default_factory=Limits)
+
+    @field_validator("grpc_address", "http_address")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        if value is not None:
+            split_address(value)
+        return value

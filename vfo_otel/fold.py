@@ -1,0 +1,573 @@
+"""The fold: canonical RunEvents in, a versioned ``vfo.dashboard.v1.DashboardSnapshot`` out.
+
+Pure and deterministic (sans-I/O): no sockets, no clocks (``now_ns`` is passed in), no
+threads. The rules, also in docs/fold.md:
+
+1. **Idempotent and order-insensitive.** Every field of every entity is a *maximum*
+   under a total order of events, so folding a set of events in any order, with any
+   duplicates, gives the same result. Duplicates (same ``event_id``) count once:
+   :class:`Fold` drops ids it has seen, and the revision is the number of distinct
+   events folded into the run.
+2. **Which event decides an entity's state.** Events are ranked: ``queued`` (0) <
+   ``running``/``waiting`` (1) < synthetic terminal (2, e.g. ``HeartbeatLost``) < real
+   terminal (3); within a rank the later ``time`` wins, then the greater ``event_id``.
+   So the terminal state of an attempt is final (a late ``running`` never overrides
+   ``complete``), and a real terminal event overrides a synthetic one.
+3. **A node shows its latest attempt** (highest ``attempt_id``).
+4. **Run, pipeline and asset states** come from their own events when any were
+   emitted (``state_reported``); otherwise they are derived from their children
+   (run <- pipelines, pipeline <- assets, asset <- latest attempt of each node):
+   no children: queued; any running: running; else any waiting: waiting; else any
+   queued: running if some child already finished, queued otherwise; all finished:
+   failed if any failed, skipped if all skipped, complete otherwise.
+5. **Times.** start = earliest ``running`` event (else earliest event, else
+   end - duration); end = time of the deciding terminal event; duration = the
+   emitter's own duration (one clock) when given, else end - start, never negative.
+
+Thread contract: not thread-safe; the receiver confines a Fold to its event loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from vfo_otel._gen.vfo.dashboard.v1 import dashboard_pb2 as db
+from vfo_otel._gen.vfo.events.v1 import events_pb2 as ev
+
+__all__ = ["SCHEMA_VERSION", "Fold", "RunFold", "Selection", "derive_state", "snapshot_of"]
+
+#: Version of the DashboardSnapshot schema this fold produces (docs/snapshot.md).
+SCHEMA_VERSION = 1
+
+_TERMINAL = frozenset({ev.STATE_COMPLETE, ev.STATE_FAILED, ev.STATE_SKIPPED})
+_STATE_FIELD = {
+    ev.STATE_QUEUED: "queued", ev.STATE_RUNNING: "running", ev.STATE_WAITING: "waiting",
+    ev.STATE_COMPLETE: "complete", ev.STATE_FAILED: "failed", ev.STATE_SKIPPED: "skipped",
+}
+
+
+def _rank(event: ev.RunEvent) -> int:
+    state = event.state
+    if state in _TERMINAL:
+        return 2 if event.synthetic else 3
+    return 0 if state == ev.STATE_QUEUED else 1
+
+
+OrderKey = tuple[int, int, str]
+
+
+def _key(event: ev.RunEvent, time_ns: int) -> OrderKey:
+    return (_rank(event), time_ns, event.event_id)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which pipeline/asset's node details a snapshot includes ("" = none)."""
+
+    pipeline_id: str = ""
+    asset_id: str = ""
+
+
+class _Acc:
+    """What one entity (run, pipeline, asset or node attempt) keeps: maxima of its events."""
+
+    __slots__ = (
+        "attrs", "cmd", "cmd_key", "duration_ns", "end_ns", "error", "exit_code", "exit_key", "first_ns",
+        "inputs", "inputs_key", "last_ns", "outputs", "outputs_key", "running_ns", "state", "state_key",
+        "synthetic",
+    )
+
+    def __init__(self) -> None:
+        self.state_key: OrderKey | None = None
+        self.state = ev.STATE_UNSPECIFIED
+        self.synthetic = False
+        self.error: tuple[str, str] | None = None
+        self.end_ns: int | None = None
+        self.duration_ns: int | None = None
+        self.first_ns: int | None = None
+        self.running_ns: int | None = None
+        self.last_ns = 0
+        self.cmd_key: OrderKey | None = None
+        self.cmd: ev.Command | None = None
+        self.exit_key: OrderKey | None = None
+        self.inputs_key: OrderKey | None = None
+        self.outputs_key: OrderKey | None = None
+        self.exit_code: int | None = None
+        self.inputs: tuple[ev.AssetRef, ...] = ()
+        self.outputs: tuple[ev.AssetRef, ...] = ()
+        self.attrs: dict[str, tuple[OrderKey, str]] | None = None
+
+    def apply(self, event: ev.RunEvent, time_ns: int) -> None:
+        key = _key(event, time_ns)
+        if self.state_key is None or key > self.state_key:
+            self.state_key = key
+            self.state = event.state
+            self.synthetic = event.synthetic
+            terminal = event.state in _TERMINAL
+            self.end_ns = time_ns if terminal else None
+            self.duration_ns = event.duration.ToNanoseconds() if terminal and event.HasField("duration") else None
+            self.error = ((event.error.error_class, event.error.detail)
+                          if event.state == ev.STATE_FAILED and event.HasField("error") else None)
+        if self.first_ns is None or time_ns < self.first_ns:
+            self.first_ns = time_ns
+        if event.state == ev.STATE_RUNNING and (self.running_ns is None or time_ns < self.running_ns):
+            self.running_ns = time_ns
+        if time_ns > self.last_ns:
+            self.last_ns = time_ns
+        if event.HasField("command") and (self.cmd_key is None or key > self.cmd_key):
+            self.cmd_key, self.cmd = key, event.command
+        if event.HasField("exit_code") and (self.exit_key is None or key > self.exit_key):
+            self.exit_key, self.exit_code = key, event.exit_code
+        if event.inputs and (self.inputs_key is None or key > self.inputs_key):
+            self.inputs_key, self.inputs = key, tuple(event.inputs)
+        if event.outputs and (self.outputs_key is None or key > self.outputs_key):
+            self.outputs_key, self.outputs = key, tuple(event.outputs)
+        if event.attributes:
+            if self.attrs is None:
+                self.attrs = {}
+            for k, v in event.attributes.items():
+                old = self.attrs.get(k)
+                if old is None or key > old[0]:
+                    self.attrs[k] = (key, v)
+
+    # -- derived values ----------------------------------------------------------------
+
+    @property
+    def reported(self) -> bool:
+        return self.state_key is not None
+
+    def start_ns(self) -> int | None:
+        if self.running_ns is not None:
+            return self.running_ns
+        if self.first_ns is not None and (self.end_ns is None or self.first_ns < self.end_ns):
+            return self.first_ns
+        if self.end_ns is not None and self.duration_ns is not None:
+            return self.end_ns - self.duration_ns
+        return self.first_ns
+
+    def duration(self) -> int | None:
+        if self.duration_ns is not None:
+            return max(self.duration_ns, 0)
+        start = self.start_ns()
+        if self.end_ns is not None and start is not None:
+            return max(self.end_ns - start, 0)
+        return None
+
+
+def derive_state(children: Iterable[int]) -> int:
+    """Derive a parent's state from its children's states (rule 4 of the module docstring)."""
+    seen = set(children)
+    if not seen:
+        return ev.STATE_QUEUED
+    if ev.STATE_RUNNING in seen:
+        return ev.STATE_RUNNING
+    if ev.STATE_WAITING in seen:
+        return ev.STATE_WAITING
+    if ev.STATE_QUEUED in seen or ev.STATE_UNSPECIFIED in seen:
+        return ev.STATE_RUNNING if seen & _TERMINAL else ev.STATE_QUEUED
+    if ev.STATE_FAILED in seen:
+        return ev.STATE_FAILED
+    if seen == {ev.STATE_SKIPPED}:
+        return ev.STATE_SKIPPED
+    return ev.STATE_COMPLETE
+
+
+class _Node:
+    __slots__ = ("attempts", "stage", "stage_key", "upstream")
+
+    def __init__(self) -> None:
+        self.attempts: dict[int, _Acc] = {}
+        self.stage = ""
+        self.stage_key: OrderKey | None = None
+        self.upstream: set[str] = set()
+
+    def latest(self) -> tuple[int, _Acc]:
+        n = max(self.attempts)
+        return n, self.attempts[n]
+
+
+class _Asset:
+    __slots__ = ("acc", "nodes")
+
+    def __init__(self) -> None:
+        self.acc = _Acc()
+        self.nodes: dict[str, _Node] = {}
+
+
+class _Pipeline:
+    __slots__ = ("acc", "assets")
+
+    def __init__(self) -> None:
+        self.acc = _Acc()
+        self.assets: dict[str, _Asset] = {}
+
+
+def _ts(ns: int | None, out: Timestamp) -> None:
+    if ns is not None:
+        out.FromNanoseconds(ns)
+
+
+def _dur(ns: int | None, out: Duration) -> None:
+    if ns is not None:
+        out.FromNanoseconds(ns)
+
+
+def _count(counts: db.StateCounts, state: int) -> None:
+    name = _STATE_FIELD.get(state)
+    if name is not None:
+        setattr(counts, name, getattr(counts, name) + 1)
+        counts.total += 1
+
+
+def _counts(states: Iterable[int]) -> db.StateCounts:
+    out = db.StateCounts()
+    for s in states:
+        _count(out, s)
+    return out
+
+
+class RunFold:
+    """The folded state of one run. Build snapshots with :meth:`snapshot`.
+
+    Attributes:
+        run_id: the run.
+        revision: number of distinct events folded (grows with every change).
+    """
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        self.revision = 0
+        self.acc = _Acc()
+        self.pipelines: dict[str, _Pipeline] = {}
+        self._origin_key: tuple[bool, int, str] | None = None
+        self.origin = ev.Origin()
+
+    def apply(self, event: ev.RunEvent) -> None:
+        """Fold one event (the caller drops duplicates; see :class:`Fold`)."""
+        self.revision += 1
+        t = event.time.ToNanoseconds()
+        if event.HasField("origin"):
+            okey = (event.scope == ev.SCOPE_RUN, t, event.event_id)
+            if self._origin_key is None or okey > self._origin_key:
+                self._origin_key, self.origin = okey, event.origin
+        scope = event.scope
+        if scope == ev.SCOPE_RUN:
+            self.acc.apply(event, t)
+            return
+        pipe = self.pipelines.get(event.pipeline_id)
+        if pipe is None:
+            pipe = self.pipelines[event.pipeline_id] = _Pipeline()
+        if scope == ev.SCOPE_PIPELINE:
+            pipe.acc.apply(event, t)
+            return
+        asset = pipe.assets.get(event.asset_id)
+        if asset is None:
+            asset = pipe.assets[event.asset_id] = _Asset()
+        if scope == ev.SCOPE_ASSET:
+            asset.acc.apply(event, t)
+            return
+        node = asset.nodes.get(event.node_id)
+        if node is None:
+            node = asset.nodes[event.node_id] = _Node()
+        if event.stage_id:
+            k = _key(event, t)
+            if node.stage_key is None or k > node.stage_key:
+                node.stage_key, node.stage = k, event.stage_id
+        node.upstream.update(event.upstream_node_ids)
+        attempt = node.attempts.get(event.attempt_id)
+        if attempt is None:
+            attempt = node.attempts[event.attempt_id] = _Acc()
+        attempt.apply(event, t)
+
+    # -- derived state -----------------------------------------------------------------
+
+    def _asset_state(self, asset: _Asset) -> int:
+        if asset.acc.reported:
+            return asset.acc.state
+        return derive_state(n.latest()[1].state for n in asset.nodes.values() if n.attempts)
+
+    def _pipeline_state(self, pipe: _Pipeline) -> int:
+        if pipe.acc.reported:
+            return pipe.acc.state
+        return derive_state(self._asset_state(a) for a in pipe.assets.values())
+
+    def state(self) -> int:
+        """The run's state (reported, or derived from its pipelines)."""
+        if self.acc.reported:
+            return self.acc.state
+        return derive_state(self._pipeline_state(p) for p in self.pipelines.values())
+
+    def _span(self, acc: _Acc, children: Iterable[_Acc]) -> tuple[int | None, int | None, int | None, int]:
+        """(start, end, duration, last update) of an entity, widened by its children when unreported."""
+        start, end, last = acc.start_ns(), acc.end_ns, acc.last_ns
+        duration = acc.duration()
+        kids = list(children)
+        if kids:
+            kid_starts = [s for s in (k.start_ns() for k in kids) if s is not None]
+            kid_ends = [k.end_ns for k in kids if k.end_ns is not None]
+            last = max([last, *(k.last_ns for k in kids)])
+            if start is None and kid_starts:
+                start = min(kid_starts)
+            if not acc.reported and kid_ends and len(kid_ends) == len(kids):
+                end = max(kid_ends)
+                duration = max(end - start, 0) if start is not None else None
+        return start, end, duration, last
+
+    def _fill_error(self, acc: _Acc, state: int, out: ev.Error) -> None:
+        if acc.error is not None and state == ev.STATE_FAILED:
+            out.error_class, out.detail = acc.error
+
+    def header(self) -> db.RunHeader:
+        """The run header (state, times, origin, command, attributes, error)."""
+        h = db.RunHeader(run_id=self.run_id, state=self.state(), state_reported=self.acc.reported)  # type: ignore[arg-type]
+        kids = [p.acc for p in self.pipelines.values()] + [
+            a.acc for p in self.pipelines.values() for a in p.assets.values()
+        ]
+        start, end, duration, last = self._span(self.acc, kids)
+        _ts(start, h.start_time)
+        if h.state in _TERMINAL:
+            _ts(end, h.end_time)
+            _dur(duration, h.duration)
+        _ts(last or None, h.last_update_time)
+        h.service_name = self.origin.service_name
+        h.service_version = self.origin.service_version
+        h.host_name = self.origin.host_name
+        if self.acc.cmd is not None:
+            h.command.CopyFrom(self.acc.cmd)
+        if self.acc.attrs:
+            for k, (_, v) in self.acc.attrs.items():
+                h.attributes[k] = v
+        self._fill_error(self.acc, h.state, h.error)
+        return h
+
+    def summary(self) -> db.Summary:
+        """Counts by state of pipelines, assets, nodes (latest attempts) and all attempts."""
+        s = db.Summary()
+        for pipe in self.pipelines.values():
+            _count(s.pipelines, self._pipeline_state(pipe))
+            for asset in pipe.assets.values():
+                _count(s.assets, self._asset_state(asset))
+                for node in asset.nodes.values():
+                    if not node.attempts:
+                        continue
+                    _count(s.nodes, node.latest()[1].state)
+                    for acc in node.attempts.values():
+                        _count(s.attempts, acc.state)
+        return s
+
+    def _asset_summary(self, asset_id: str, asset: _Asset) -> db.AssetSummary:
+        state = self._asset_state(asset)
+        out = db.AssetSummary(asset_id=asset_id, state=state, state_reported=asset.acc.reported)  # type: ignore[arg-type]
+        current: tuple[tuple[int, int], str, str] | None = None
+        latest_accs: list[_Acc] = []
+        for node_id, node in asset.nodes.items():
+            if not node.attempts:
+                continue
+            out.attempts += len(node.attempts)
+            _, acc = node.latest()
+            latest_accs.append(acc)
+            _count(out.node_counts, acc.state)
+            active = acc.state in (ev.STATE_RUNNING, ev.STATE_WAITING)
+            rank = (1 if active else 0, acc.last_ns)
+            cand = (rank, node_id, node.stage)
+            if current is None or (cand[0], cand[1]) > (current[0], current[1]):
+                current = cand
+        if current is not None:
+            out.current_node_id, out.current_stage_id = current[1], current[2]
+        start, end, duration, last = self._span(asset.acc, latest_accs)
+        _ts(start, out.start_time)
+        if state in _TERMINAL:
+            _ts(end, out.end_time)
+            _dur(duration, out.duration)
+        _ts(last or None, out.last_update_time)
+        self._fill_error(asset.acc, state, out.error)
+        return out
+
+    def _workflow(self, pipe: _Pipeline) -> db.Workflow:
+        stages: dict[str, tuple[OrderKey | None, str]] = {}
+        upstream: dict[str, set[str]] = {}
+        states: dict[str, list[int]] = {}
+        for asset in pipe.assets.values():
+            for node_id, node in asset.nodes.items():
+                old = stages.get(node_id)
+                if old is None or (node.stage_key is not None and (old[0] is None or node.stage_key > old[0])):
+                    stages[node_id] = (node.stage_key, node.stage)
+                upstream.setdefault(node_id, set()).update(node.upstream)
+                if node.attempts:
+                    states.setdefault(node_id, []).append(node.latest()[1].state)
+        for ups in list(upstream.values()):
+            for u in ups:
+                upstream.setdefault(u, set())
+                stages.setdefault(u, (None, ""))
+        depth = _depths(upstream)
+        wf = db.Workflow()
+        for node_id in sorted(upstream, key=lambda n: (depth[n], n)):
+            wf.nodes.add(node_id=node_id, stage_id=stages[node_id][1], counts=_counts(states.get(node_id, ())),
+                         depth=depth[node_id])
+        for node_id in sorted(upstream):
+            for u in sorted(upstream[node_id]):
+                wf.edges.add(from_node_id=u, to_node_id=node_id)
+        return wf
+
+    def _pipeline(self, pipeline_id: str, pipe: _Pipeline) -> db.Pipeline:
+        state = self._pipeline_state(pipe)
+        out = db.Pipeline(pipeline_id=pipeline_id, state=state, state_reported=pipe.acc.reported)  # type: ignore[arg-type]
+        start, end, duration, _ = self._span(pipe.acc, [a.acc for a in pipe.assets.values()])
+        _ts(start, out.start_time)
+        if state in _TERMINAL:
+            _ts(end, out.end_time)
+            _dur(duration, out.duration)
+        for asset_id in sorted(pipe.assets):
+            row = self._asset_summary(asset_id, pipe.assets[asset_id])
+            out.assets.append(row)
+            _count(out.asset_counts, row.state)
+            for name in _STATE_FIELD.values():
+                setattr(out.node_counts, name, getattr(out.node_counts, name) + getattr(row.node_counts, name))
+            out.node_counts.total += row.node_counts.total
+        out.workflow.CopyFrom(self._workflow(pipe))
+        self._fill_error(pipe.acc, state, out.error)
+        return out
+
+    def _stage_totals(self) -> list[db.StageTotal]:
+        totals: dict[str, db.StageTotal] = {}
+        for pipe in self.pipelines.values():
+            for asset in pipe.assets.values():
+                for node in asset.nodes.values():
+                    if not node.attempts:
+                        continue
+                    st = totals.get(node.stage)
+                    if st is None:
+                        st = totals[node.stage] = db.StageTotal(stage_id=node.stage)
+                    _count(st.counts, node.latest()[1].state)
+                    for acc in node.attempts.values():
+                        if acc.state not in _TERMINAL:
+                            continue
+                        d = acc.duration()
+                        if d is None:
+                            continue
+                        total = st.total_duration.ToNanoseconds() + d
+                        st.total_duration.FromNanoseconds(total)
+                        if d > st.max_duration.ToNanoseconds():
+                            st.max_duration.FromNanoseconds(d)
+        return [totals[k] for k in sorted(totals)]
+
+    def node_details(self, selection: Selection) -> list[db.NodeDetail]:
+        """Every node of the selected asset with all its attempts (oldest first); [] if none."""
+        pipe = self.pipelines.get(selection.pipeline_id)
+        asset = pipe.assets.get(selection.asset_id) if pipe else None
+        if asset is None:
+            return []
+        out: list[db.NodeDetail] = []
+        for node_id in sorted(asset.nodes):
+            node = asset.nodes[node_id]
+            if not node.attempts:
+                continue
+            detail = db.NodeDetail(node_id=node_id, stage_id=node.stage, state=node.latest()[1].state,  # type: ignore[arg-type]
+                                   upstream_node_ids=sorted(node.upstream))
+            for n in sorted(node.attempts):
+                acc = node.attempts[n]
+                a = detail.attempts.add(attempt_id=n, state=acc.state, synthetic=acc.synthetic)
+                _ts(acc.start_ns(), a.start_time)
+                if acc.state in _TERMINAL:
+                    _ts(acc.end_ns, a.end_time)
+                    _dur(acc.duration(), a.duration)
+                _ts(acc.last_ns or None, a.last_update_time)
+                if acc.exit_code is not None:
+                    a.exit_code = acc.exit_code
+                if acc.cmd is not None:
+                    a.command.CopyFrom(acc.cmd)
+                a.inputs.extend(acc.inputs)
+                a.outputs.extend(acc.outputs)
+                self._fill_error(acc, acc.state, a.error)
+                if acc.attrs:
+                    for k, (_, v) in acc.attrs.items():
+                        a.attributes[k] = v
+            out.append(detail)
+        return out
+
+    def snapshot(self, selection: Selection | None = None, now_ns: int = 0) -> db.DashboardSnapshot:
+        """Build the DashboardSnapshot of this run.
+
+        Args:
+            selection: pipeline/asset whose node details to include. When None or empty
+                and the run has exactly one pipeline with one asset, nothing is selected.
+            now_ns: ``generated_time`` (ns since epoch); the only input not from events.
+
+        Returns:
+            A new DashboardSnapshot message (schema_version = SCHEMA_VERSION).
+        """
+        sel = selection or Selection()
+        snap = db.DashboardSnapshot(schema_version=SCHEMA_VERSION, revision=self.revision)
+        _ts(now_ns, snap.generated_time)
+        snap.run.CopyFrom(self.header())
+        for pid in sorted(self.pipelines):
+            snap.pipelines.append(self._pipeline(pid, self.pipelines[pid]))
+        snap.selection.pipeline_id, snap.selection.asset_id = sel.pipeline_id, sel.asset_id
+        snap.node_details.extend(self.node_details(sel))
+        snap.summary.CopyFrom(self.summary())
+        snap.stage_totals.extend(self._stage_totals())
+        return snap
+
+
+def _depths(upstream: dict[str, set[str]]) -> dict[str, int]:
+    """Longest path from a root for each node; nodes on a cycle get the depth reached so far."""
+    depth: dict[str, int] = {}
+    visiting: set[str] = set()
+
+    def visit(n: str) -> int:
+        if n in depth:
+            return depth[n]
+        if n in visiting:
+            return 0
+        visiting.add(n)
+        d = 1 + max((visit(u) for u in upstream.get(n, ())), default=-1)
+        visiting.discard(n)
+        depth[n] = d
+        return d
+
+    for n in sorted(upstream):
+        visit(n)
+    return depth
+
+
+class Fold:
+    """Many runs: drops duplicate event ids and folds the rest into their :class:`RunFold`.
+
+    ``seen`` holds the event ids folded so far; a durable store that already de-duplicates
+    may pass ``dedup=False`` and feed only new events.
+    """
+
+    def __init__(self, *, dedup: bool = True) -> None:
+        self.runs: dict[str, RunFold] = {}
+        self._dedup = dedup
+        self._seen: set[str] = set()
+
+    def apply(self, event: ev.RunEvent) -> RunFold | None:
+        """Fold one event; returns its run's fold, or None when the event was a duplicate."""
+        if self._dedup:
+            if event.event_id in self._seen:
+                return None
+            self._seen.add(event.event_id)
+        run = self.runs.get(event.run_id)
+        if run is None:
+            run = self.runs[event.run_id] = RunFold(event.run_id)
+        run.apply(event)
+        return run
+
+    def drop(self, run_id: str) -> None:
+        """Forget a run (retention). Its event ids stay known only in the store."""
+        self.runs.pop(run_id, None)
+
+
+def snapshot_of(events: Iterable[ev.RunEvent], run_id: str, selection: Selection | None = None,
+                now_ns: int = 0) -> db.DashboardSnapshot | None:
+    """The snapshot of ``run_id`` from a set of events (pure; duplicates ignored); None if no event."""
+    fold = Fold()
+    for e in events:
+        fold.apply(e)
+    run = fold.runs.get(run_id)
+    return run.snapshot(selection, now_ns) if run else None

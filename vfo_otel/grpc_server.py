@@ -1,0 +1,224 @@
+"""The gRPC side of the receiver: OTLP TraceService/LogsService/MetricsService, SnapshotService, health.
+
+Thin adapters over :class:`vfo_otel.service.Receiver`; errors are mapped once, here,
+with the table in :mod:`vfo_otel.errors`. OTLP behaviour follows the OTLP specification:
+
+* malformed vfo records are rejected through ``partial_success`` (count + message) and
+  the rest of the batch is kept;
+* overload is ``UNAVAILABLE`` with a ``google.rpc.RetryInfo`` both in the standard
+  ``grpc-status-details-bin`` status details and in the ``google.rpc.retryinfo-bin``
+  trailer (read by the OTel Python exporter);
+* an export is answered only after its events are committed to the store;
+* requests over ``max_request_bytes`` are refused by gRPC with RESOURCE_EXHAUSTED;
+* MetricsService accepts and counts metrics without folding them (so an SDK pointed
+  straight at the receiver does not log export errors).
+
+Thread/async contract: runs on one asyncio loop (grpc.aio).
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import grpc
+from google.protobuf import duration_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_status import rpc_status
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+
+from vfo_otel._gen.vfo.dashboard.v1 import dashboard_pb2 as db
+from vfo_otel._gen.vfo.dashboard.v1 import dashboard_pb2_grpc as db_grpc
+from vfo_otel.errors import Overloaded, ReceiverError, Unauthenticated, grpc_code
+from vfo_otel.fold import Selection
+from vfo_otel.ingest import Decoded, decode_logs, decode_traces
+from vfo_otel.service import Receiver
+
+__all__ = ["create_server"]
+
+
+async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: ReceiverError) -> None:
+    code = grpc_code(exc)
+    if isinstance(exc, Overloaded):
+        delay = duration_pb2.Duration()
+        delay.FromNanoseconds(int(exc.retry_after_s * 1e9))
+        info = error_details_pb2.RetryInfo(retry_delay=delay)
+        status = status_pb2.Status(code=code_pb2.UNAVAILABLE, message=str(exc))
+        status.details.add().Pack(info)
+        rich = rpc_status.to_status(status)
+        trailer = (*rich.trailing_metadata, ("google.rpc.retryinfo-bin", info.SerializeToString()))
+        await context.abort(code, str(exc), trailer)
+    await context.abort(code, str(exc))
+
+
+class _Auth:
+    """Bearer-token check on gRPC metadata (constant-time comparison)."""
+
+    def __init__(self, token: str | None) -> None:
+        self._expected = f"Bearer {token}".encode() if token else None
+
+    def check(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        if self._expected is None:
+            return
+        for key, value in context.invocation_metadata() or ():
+            if key == "authorization":
+                got = value.encode() if isinstance(value, str) else value
+                if hmac.compare_digest(got, self._expected):
+                    return
+        raise Unauthenticated("missing or invalid bearer token")
+
+
+class _Otlp:
+    def __init__(self, receiver: Receiver, auth: _Auth) -> None:
+        self.receiver = receiver
+        self.auth = auth
+
+    async def export(self, context: grpc.aio.ServicerContext[Any, Any], decode: Callable[[], Decoded],
+                     signal: str) -> Decoded | None:
+        try:
+            self.auth.check(context)
+            decoded = decode()
+            self.receiver.stats.rejected += decoded.rejected
+            self.receiver.stats.ignored += decoded.ignored
+            await self.receiver.ingest(decoded.events, signal)
+            return decoded
+        except ReceiverError as exc:
+            await _abort(context, exc)
+            return None
+
+
+class LogsServicer(logs_service_pb2_grpc.LogsServiceServicer):  # type: ignore[misc]
+    """OTLP LogsService: vfo log records become events."""
+
+    def __init__(self, otlp: _Otlp) -> None:
+        self._otlp = otlp
+
+    async def Export(self, request: logs_service_pb2.ExportLogsServiceRequest,  # noqa: N802
+                     context: grpc.aio.ServicerContext[Any, Any]) -> logs_service_pb2.ExportLogsServiceResponse:
+        limits = self._otlp.receiver.config.limits
+        decoded = await self._otlp.export(context, lambda: decode_logs(request, limits), "logs")
+        resp = logs_service_pb2.ExportLogsServiceResponse()
+        if decoded is not None and decoded.rejected:
+            resp.partial_success.rejected_log_records = decoded.rejected
+            resp.partial_success.error_message = decoded.message()
+        return resp
+
+
+class TraceServicer(trace_service_pb2_grpc.TraceServiceServicer):  # type: ignore[misc]
+    """OTLP TraceService: ``vfo.transition`` span events become events."""
+
+    def __init__(self, otlp: _Otlp) -> None:
+        self._otlp = otlp
+
+    async def Export(self, request: trace_service_pb2.ExportTraceServiceRequest,  # noqa: N802
+                     context: grpc.aio.ServicerContext[Any, Any]) -> trace_service_pb2.ExportTraceServiceResponse:
+        limits = self._otlp.receiver.config.limits
+        decoded = await self._otlp.export(context, lambda: decode_traces(request, limits), "traces")
+        resp = trace_service_pb2.ExportTraceServiceResponse()
+        if decoded is not None and decoded.rejected:
+            resp.partial_success.rejected_spans = decoded.rejected
+            resp.partial_success.error_message = decoded.message()
+        return resp
+
+
+class MetricsServicer(metrics_service_pb2_grpc.MetricsServiceServicer):  # type: ignore[misc]
+    """OTLP MetricsService: accepted and counted, not folded (metrics belong in Prometheus/Mimir)."""
+
+    def __init__(self, otlp: _Otlp) -> None:
+        self._otlp = otlp
+
+    async def Export(self, request: metrics_service_pb2.ExportMetricsServiceRequest,  # noqa: N802
+                     context: grpc.aio.ServicerContext[Any, Any]
+                     ) -> metrics_service_pb2.ExportMetricsServiceResponse:
+        try:
+            self._otlp.auth.check(context)
+        except ReceiverError as exc:
+            await _abort(context, exc)
+        n = sum(len(m.ListFields()) for rm in request.resource_metrics for sm in rm.scope_metrics
+                for m in sm.metrics)
+        self._otlp.receiver.stats.metrics_points_ignored += n
+        return metrics_service_pb2.ExportMetricsServiceResponse()
+
+
+class SnapshotServicer(db_grpc.SnapshotServiceServicer):  # type: ignore[misc]
+    """vfo.dashboard.v1.SnapshotService over the receiver."""
+
+    def __init__(self, receiver: Receiver, auth: _Auth) -> None:
+        self._receiver = receiver
+        self._auth = auth
+
+    async def _call(self, context: grpc.aio.ServicerContext[Any, Any], fn: Callable[[], Any]) -> Any:
+        try:
+            self._auth.check(context)
+            return fn()
+        except ReceiverError as exc:
+            await _abort(context, exc)
+
+    async def ListRuns(self, request: db.ListRunsRequest,  # noqa: N802
+                       context: grpc.aio.ServicerContext[Any, Any]) -> db.ListRunsResponse:
+        return await self._call(context, lambda: self._receiver.list_runs(
+            request.page_size, request.page_token, request.state))
+
+    async def GetSnapshot(self, request: db.GetSnapshotRequest,  # noqa: N802
+                          context: grpc.aio.ServicerContext[Any, Any]) -> db.GetSnapshotResponse:
+        snap = await self._call(context, lambda: self._receiver.snapshot(
+            request.run_id, Selection(request.pipeline_id, request.asset_id)))
+        return db.GetSnapshotResponse(snapshot=snap)
+
+    async def WatchSnapshot(self, request: db.WatchSnapshotRequest,  # noqa: N802
+                            context: grpc.aio.ServicerContext[Any, Any]
+                            ) -> AsyncIterator[db.WatchSnapshotResponse]:
+        try:
+            self._auth.check(context)
+            async for snap in self._receiver.watch(request.run_id, Selection(request.pipeline_id, request.asset_id),
+                                                   request.after_revision):
+                yield db.WatchSnapshotResponse(snapshot=snap)
+        except ReceiverError as exc:
+            await _abort(context, exc)
+
+
+async def create_server(receiver: Receiver, address: str | None = None,
+                  credentials: grpc.ServerCredentials | None = None) -> tuple[grpc.aio.Server, int]:
+    """Build and bind (not start) the gRPC server; runs on the event loop.
+
+    Args:
+        receiver: the started or not-yet-started receiver core.
+        address: ``host:port`` (default: ``receiver.config.grpc_address``); port 0 picks a free port.
+        credentials: TLS server credentials, or None for plaintext.
+
+    Returns:
+        (server, bound port). Call ``await server.start()``; stop with ``await server.stop(grace)``.
+
+    Raises:
+        RuntimeError: the address cannot be bound.
+    """
+    cfg = receiver.config
+    addr = address or cfg.grpc_address
+    size = cfg.max_request_bytes
+    server = grpc.aio.server(options=[
+        ("grpc.max_receive_message_length", size),
+        ("grpc.max_send_message_length", 64 * 1024 * 1024),
+        ("grpc.so_reuseport", 0),
+    ])
+    auth = _Auth(cfg.auth_token.get_secret_value() if cfg.auth_token else None)
+    otlp = _Otlp(receiver, auth)
+    logs_service_pb2_grpc.add_LogsServiceServicer_to_server(LogsServicer(otlp), server)
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(TraceServicer(otlp), server)
+    metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(MetricsServicer(otlp), server)
+    db_grpc.add_SnapshotServiceServicer_to_server(SnapshotServicer(receiver, auth), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    for name in ("", "opentelemetry.proto.collector.logs.v1.LogsService",
+                 "opentelemetry.proto.collector.trace.v1.TraceService", "vfo.dashboard.v1.SnapshotService"):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    try:
+        port = (server.add_secure_port(addr, credentials) if credentials else server.add_insecure_port(addr))
+    except RuntimeError as exc:
+        raise RuntimeError(f"cannot bind gRPC server to {addr}: {exc}") from exc
+    if port == 0:
+        raise RuntimeError(f"cannot bind gRPC server to {addr}")
+    return server, port

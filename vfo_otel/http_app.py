@@ -1,0 +1,216 @@
+"""The HTTP side of the receiver (aiohttp): JSON API, live stream (SSE), health, dashboard.
+
+Routes (the google.api.http transcoding of ``vfo.dashboard.v1.SnapshotService``; bodies
+are the protobuf JSON mapping of the very same messages the gRPC API returns):
+
+* ``GET /v1/runs?page_size=&page_token=&state=`` -> ``ListRunsResponse``
+* ``GET /v1/runs/{run_id}/snapshot?pipeline_id=&asset_id=`` -> ``DashboardSnapshot``
+* ``GET /v1/runs/{run_id}/snapshot:watch?pipeline_id=&asset_id=&after_revision=`` ->
+  Server-Sent Events; each event has ``id:`` = revision, ``event: snapshot`` and one
+  ``DashboardSnapshot`` as ``data:``. A reconnecting EventSource sends ``Last-Event-ID``
+  and resumes after that revision.
+* ``GET /v1/stats`` -> receiver counters; ``GET /healthz`` -> ``{"status": "SERVING"}``.
+* ``GET /`` -> the dashboard page (static files shipped in the package).
+
+Errors are ``{"code": <grpc code number>, "message": ...}`` (google.rpc.Status shape)
+with the HTTP status from :mod:`vfo_otel.errors`.
+
+Thread/async contract: runs on the receiver's event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hmac
+import socket
+from collections.abc import Awaitable, Callable
+from importlib import resources
+from typing import Any
+
+from aiohttp import web
+from google.protobuf import json_format
+from google.protobuf.message import Message
+
+from vfo_otel._gen.vfo.events.v1 import events_pb2 as ev
+from vfo_otel.config import split_address
+from vfo_otel.errors import Invalid, ReceiverError, Unauthenticated, grpc_code, http_status
+from vfo_otel.fold import Selection
+from vfo_otel.service import Receiver
+
+__all__ = ["create_http_app", "start_http"]
+
+_KEEPALIVE_S = 15.0
+_RECEIVER = web.AppKey("receiver", Receiver)
+
+
+def _json(msg: Message) -> web.Response:
+    return web.Response(text=json_format.MessageToJson(msg, indent=None), content_type="application/json")
+
+
+def _error(exc: ReceiverError) -> web.Response:
+    body = {"code": grpc_code(exc).value[0], "message": str(exc)}
+    return web.json_response(body, status=http_status(exc))
+
+
+def _int(request: web.Request, name: str, default: int = 0) -> int:
+    raw = request.query.get(name, "")
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise Invalid(f"{name} must be an integer, got {raw!r}") from None
+    if value < 0:
+        raise Invalid(f"{name} must be >= 0")
+    return value
+
+
+def _state(raw: str) -> int:
+    if not raw:
+        return 0
+    name = raw.upper()
+    if not name.startswith("STATE_"):
+        name = "STATE_" + name
+    try:
+        return int(ev.State.Value(name))
+    except ValueError:
+        raise Invalid(f"unknown state {raw!r}") from None
+
+
+def _selection(request: web.Request) -> Selection:
+    return Selection(request.query.get("pipeline_id", ""), request.query.get("asset_id", ""))
+
+
+async def _runs(request: web.Request) -> web.StreamResponse:
+    r = request.app[_RECEIVER]
+    return _json(r.list_runs(_int(request, "page_size"), request.query.get("page_token", ""),
+                             _state(request.query.get("state", ""))))
+
+
+async def _snapshot(request: web.Request) -> web.StreamResponse:
+    r = request.app[_RECEIVER]
+    return _json(r.snapshot(request.match_info["run_id"], _selection(request)))
+
+
+async def _watch(request: web.Request) -> web.StreamResponse:
+    r = request.app[_RECEIVER]
+    run_id = request.match_info["run_id"]
+    after = _int(request, "after_revision")
+    last_id = request.headers.get("Last-Event-ID", "")
+    if last_id.isdigit():  # an EventSource reconnecting resumes after its last revision
+        after = max(after, int(last_id))
+    r.check_run(run_id)
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+                                       "X-Accel-Buffering": "no"})
+    await resp.prepare(request)
+    await resp.write(b"retry: 2000\n\n")
+    it = r.watch(run_id, _selection(request), after).__aiter__()
+    pending: asyncio.Future[Any] | None = None
+    try:
+        while True:
+            if pending is None:
+                pending = asyncio.ensure_future(it.__anext__())
+            done, _ = await asyncio.wait({pending}, timeout=_KEEPALIVE_S)
+            if not done:
+                await resp.write(b": keepalive\n\n")
+                continue
+            snap = pending.result()
+            pending = None
+            data = json_format.MessageToJson(snap, indent=None)
+            await resp.write(f"id: {snap.revision}\nevent: snapshot\ndata: {data}\n\n".encode())
+    except (ReceiverError, ConnectionResetError):
+        return resp
+    finally:
+        if pending is not None:
+            pending.cancel()
+
+
+async def _stats(request: web.Request) -> web.StreamResponse:
+    return web.json_response(dataclasses.asdict(request.app[_RECEIVER].stats))
+
+
+async def _healthz(request: web.Request) -> web.StreamResponse:
+    return web.json_response({"status": "SERVING"})
+
+
+def _static_dir() -> Any:
+    return resources.files("vfo_otel") / "static"
+
+
+async def _index(request: web.Request) -> web.StreamResponse:
+    page = _static_dir() / "index.html"
+    if not page.is_file():
+        return web.Response(text="vfo-otel receiver: see /v1/runs", content_type="text/plain")
+    return web.Response(body=page.read_bytes(), content_type="text/html")
+
+
+@web.middleware
+async def _errors_and_auth(request: web.Request,
+                           handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    r = request.app[_RECEIVER]
+    token = r.config.auth_token
+    origin = request.headers.get("Origin")
+    try:
+        if token is not None and request.path.startswith("/v1/"):
+            got = request.headers.get("Authorization", "").encode()
+            if not hmac.compare_digest(got, f"Bearer {token.get_secret_value()}".encode()):
+                raise Unauthenticated("missing or invalid bearer token")
+        resp = await handler(request)
+    except ReceiverError as exc:
+        resp = _error(exc)
+    if origin and origin in r.config.cors_origins and not resp.prepared:
+        resp.headers["Access-Control-Allow-Origin"] = origin
+        resp.headers["Vary"] = "Origin"
+    return resp
+
+
+def create_http_app(receiver: Receiver) -> web.Application:
+    """The aiohttp application over a receiver (see the module docstring for routes)."""
+    app = web.Application(middlewares=[_errors_and_auth], client_max_size=1024 * 1024)
+    app[_RECEIVER] = receiver
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/v1/runs", _runs)
+    app.router.add_get("/v1/runs/{run_id}/snapshot", _snapshot)
+    app.router.add_get("/v1/runs/{run_id}/snapshot:watch", _watch)
+    app.router.add_get("/v1/stats", _stats)
+    app.router.add_get("/", _index)
+    static = _static_dir()
+    if static.is_dir():
+        app.router.add_static("/static/", path=str(static), show_index=False)
+    return app
+
+
+async def start_http(receiver: Receiver, address: str | None = None,
+                     ssl_context: Any = None) -> tuple[web.AppRunner, int]:
+    """Bind and start the HTTP server; runs on the event loop.
+
+    Args:
+        address: ``host:port`` (default: ``receiver.config.http_address``); port 0 picks a free port.
+        ssl_context: an ``ssl.SSLContext`` for HTTPS, or None.
+
+    Returns:
+        (runner, bound port). Stop with ``await runner.cleanup()``.
+
+    Raises:
+        OSError: the address cannot be bound.
+    """
+    addr = address or receiver.config.http_address
+    if addr is None:
+        raise ValueError("no HTTP address configured")
+    host, port = split_address(addr)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise OSError(exc.errno, f"cannot bind HTTP server to {addr}: {exc.strerror}") from exc
+    runner = web.AppRunner(create_http_app(receiver), handle_signals=False, access_log=None,
+                           shutdown_timeout=1.0)
+    await runner.setup()
+    site = web.SockSite(runner, sock, ssl_context=ssl_context)
+    await site.start()
+    return runner, sock.getsockname()[1]
+

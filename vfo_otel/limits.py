@@ -1,0 +1,77 @@
+"""Input limits and validation of decoded events (pure).
+
+One escaping rule for text: ids are rejected when they contain control characters or
+exceed :attr:`Limits.max_id_length`; free text (error detail, command line, attribute
+values) longer than its limit is truncated and the original length is recorded in the
+event's attributes as ``<field>_original_length``. Lone surrogates cannot reach an event:
+the protobuf runtime rejects invalid UTF-8 when it parses the OTLP request.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from vfo_otel._gen.vfo.events.v1 import events_pb2 as ev
+
+__all__ = ["Limits", "check_event"]
+
+
+class Limits(BaseModel):
+    """Limits applied to every decoded event.
+
+    Attributes:
+        max_id_length: longest run/pipeline/asset/node/stage/event id (characters).
+        max_detail_length: longest error detail kept (characters); longer is truncated.
+        max_command_length: longest command line kept (characters); longer is truncated.
+        max_attribute_length: longest extra attribute value kept (characters).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_id_length: int = Field(256, ge=8, le=65536)
+    max_detail_length: int = Field(64 * 1024, ge=64)
+    max_command_length: int = Field(16 * 1024, ge=64)
+    max_attribute_length: int = Field(4096, ge=64)
+
+
+def _check_id(name: str, value: str, limits: Limits) -> None:
+    if len(value) > limits.max_id_length:
+        raise ValueError(f"{name} is {len(value)} characters, over the limit of {limits.max_id_length}")
+    for ch in value:
+        if unicodedata.category(ch) in ("Cc", "Cs"):
+            raise ValueError(f"{name} contains the control character U+{ord(ch):04X}")
+
+
+def check_event(event: ev.RunEvent, limits: Limits) -> None:
+    """Validate ids and truncate oversized text in place.
+
+    Raises:
+        ValueError: an id is too long or has a control character, or the state is unspecified.
+    """
+    if event.state == ev.STATE_UNSPECIFIED:
+        raise ValueError("state is unspecified")
+    for name in ("event_id", "run_id", "pipeline_id", "asset_id", "node_id", "stage_id", "source_id"):
+        _check_id(name, getattr(event, name), limits)
+    for u in event.upstream_node_ids:
+        _check_id("upstream node id", u, limits)
+    if len(event.error.detail) > limits.max_detail_length:
+        event.attributes["error_detail_original_length"] = str(len(event.error.detail))
+        event.error.detail = event.error.detail[: limits.max_detail_length]
+    if len(event.command.command_line) > limits.max_command_length:
+        event.attributes["command_line_original_length"] = str(len(event.command.command_line))
+        event.command.command_line = event.command.command_line[: limits.max_command_length]
+    if sum(len(a) for a in event.command.argv) > limits.max_command_length:
+        event.attributes["argv_original_count"] = str(len(event.command.argv))
+        kept, total = [], 0
+        for a in event.command.argv:
+            if total + len(a) > limits.max_command_length:
+                break
+            kept.append(a)
+            total += len(a)
+        del event.command.argv[:]
+        event.command.argv.extend(kept)
+    for k, v in list(event.attributes.items()):
+        if len(v) > limits.max_attribute_length:
+            event.attributes[k] = v[: limits.max_attribute_length]

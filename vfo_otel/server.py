@@ -1,0 +1,153 @@
+"""Lifecycle of the receiver process: the core, the gRPC server and the HTTP server together.
+
+:class:`ReceiverServer` starts all three on the running event loop (fail fast: if the
+HTTP server cannot start, the gRPC server is stopped again) and stops them in reverse
+order; ``stop`` is safe to call twice or before ``start``. :class:`ReceiverThread` runs
+one on its own loop in a background thread, for the demo and for tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import threading
+from typing import Any
+
+import grpc
+from aiohttp import web
+
+from vfo_otel.config import ReceiverConfig
+from vfo_otel.grpc_server import create_server
+from vfo_otel.http_app import start_http
+from vfo_otel.service import Receiver
+
+__all__ = ["ReceiverServer", "ReceiverThread", "TlsFiles"]
+
+_log = logging.getLogger("vfo_otel.receiver")
+
+
+class TlsFiles:
+    """PEM files for TLS on both servers: certificate chain and private key."""
+
+    def __init__(self, cert_file: str, key_file: str) -> None:
+        with open(cert_file, "rb") as f:
+            self.cert = f.read()
+        with open(key_file, "rb") as f:
+            self.key = f.read()
+        self.cert_file, self.key_file = cert_file, key_file
+
+    def grpc_credentials(self) -> grpc.ServerCredentials:
+        return grpc.ssl_server_credentials([(self.key, self.cert)])
+
+    def ssl_context(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(self.cert_file, self.key_file)
+        return ctx
+
+
+class ReceiverServer:
+    """The receiver core plus its gRPC and HTTP servers.
+
+    Attributes:
+        receiver: the core (store, fold, watchers).
+        grpc_port: bound gRPC port after start (0 before).
+        http_port: bound HTTP port after start (0 before, or when HTTP is disabled).
+    """
+
+    def __init__(self, config: ReceiverConfig, tls: TlsFiles | None = None) -> None:
+        self.config = config
+        self.receiver = Receiver(config)
+        self._tls = tls
+        self._grpc: grpc.aio.Server | None = None
+        self._http: web.AppRunner | None = None
+        self.grpc_port = 0
+        self.http_port = 0
+
+    async def start(self) -> None:
+        """Open and replay the store, then start both servers. Runs on the event loop.
+
+        Raises:
+            vfo_otel.store.StoreError, RuntimeError, OSError: start-up failed (nothing left running).
+        """
+        await self.receiver.start()
+        try:
+            creds = self._tls.grpc_credentials() if self._tls else None
+            self._grpc, self.grpc_port = await create_server(self.receiver, credentials=creds)
+            await self._grpc.start()
+            if self.config.http_address is not None:
+                ctx = self._tls.ssl_context() if self._tls else None
+                self._http, self.http_port = await start_http(self.receiver, ssl_context=ctx)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop(self, grace_s: float = 1.0) -> None:
+        """Stop HTTP, then gRPC (in-flight exports get ``grace_s`` seconds), then the store."""
+        if self._http is not None:
+            http, self._http = self._http, None
+            await http.cleanup()
+        if self._grpc is not None:
+            server, self._grpc = self._grpc, None
+            await server.stop(grace_s)
+        await self.receiver.stop()
+
+    async def __aenter__(self) -> ReceiverServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.stop()
+
+
+class ReceiverThread:
+    """A :class:`ReceiverServer` on its own event loop in a daemon thread.
+
+    ``start()`` blocks until both servers listen (or raises what start-up raised);
+    ``stop()`` blocks until they are stopped. Thread-safe; stop is idempotent.
+    """
+
+    def __init__(self, config: ReceiverConfig, tls: TlsFiles | None = None) -> None:
+        self.server = ReceiverServer(config, tls)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="vfo-receiver", daemon=True)
+        self._started = False
+
+    @property
+    def grpc_port(self) -> int:
+        return self.server.grpc_port
+
+    @property
+    def http_port(self) -> int:
+        return self.server.http_port
+
+    def call(self, coro: Any, timeout_s: float = 30.0) -> Any:
+        """Run a coroutine on the receiver's loop and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout_s)
+
+    def start(self, timeout_s: float = 60.0) -> ReceiverThread:
+        self._thread.start()
+        self._started = True
+        try:
+            self.call(self.server.start(), timeout_s)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        if not self._started:
+            return
+        self._started = False
+        try:
+            self.call(self.server.stop(), timeout_s)
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout_s)
+            self._loop.close()
+
+    def __enter__(self) -> ReceiverThread:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()

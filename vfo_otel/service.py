@@ -1,0 +1,263 @@
+"""The receiver core: store, fold, snapshot cache and watchers, independent of transport.
+
+The gRPC servicers and the HTTP app are thin adapters over :class:`Receiver`.
+
+Ingest path (``ingest``): the store commits the new events on its own thread (durable
+before acknowledged), then the fold applies them on the event loop and every watcher of
+a changed run wakes up. The number of events being stored at once is bounded by
+``max_pending_events``; past it, :class:`~vfo_otel.errors.Overloaded` is raised (the
+servers answer UNAVAILABLE with retry information).
+
+Thread/async contract: every coroutine runs on the receiver's event loop; blocking store
+calls go to one dedicated thread. Fold and caches are touched only on the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from vfo_otel._gen.vfo.dashboard.v1 import dashboard_pb2 as db
+from vfo_otel._gen.vfo.events.v1 import events_pb2 as ev
+from vfo_otel.config import ReceiverConfig
+from vfo_otel.errors import Invalid, NotFound, Overloaded
+from vfo_otel.fold import Fold, RunFold, Selection
+from vfo_otel.store import EventStore
+
+__all__ = ["Receiver", "ReceiverStats"]
+
+_log = logging.getLogger("vfo_otel.receiver")
+
+
+@dataclass
+class ReceiverStats:
+    """Counters of the receiver (exposed at ``GET /v1/stats``).
+
+    Attributes:
+        events_received: vfo events decoded from OTLP requests.
+        events_stored: events new to the store (duplicates excluded).
+        duplicates: events already stored (retries, log + span event paths).
+        rejected: records rejected as malformed (reported through partial_success).
+        ignored: OTLP records that are not vfo telemetry.
+        overloaded: requests answered UNAVAILABLE because the ingest queue was full.
+        runs_expired: runs removed by retention.
+    """
+
+    events_received: int = 0
+    events_stored: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    ignored: int = 0
+    overloaded: int = 0
+    runs_expired: int = 0
+    metrics_points_ignored: int = 0
+    by_signal: dict[str, int] = field(default_factory=dict)
+
+
+class _RunWatch:
+    """Wakes watchers of one run when its revision grows."""
+
+    def __init__(self) -> None:
+        self.cond = asyncio.Condition()
+
+
+class Receiver:
+    """Folds ingested events into per-run snapshots and serves them.
+
+    Args:
+        config: the validated receiver configuration.
+    """
+
+    def __init__(self, config: ReceiverConfig) -> None:
+        self.config = config
+        self.stats = ReceiverStats()
+        self.fold = Fold(dedup=False)  # the store de-duplicates
+        self._store: EventStore | None = None
+        self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vfo-store")
+        self._pending = 0
+        self._watches: dict[str, _RunWatch] = {}
+        self._cache: dict[tuple[str, Selection], tuple[int, db.DashboardSnapshot]] = {}
+        self._started = False
+        self._retention_task: asyncio.Task[None] | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the store and replay it into the fold (snapshots survive restarts).
+
+        Raises:
+            vfo_otel.store.StoreError: the store cannot be opened.
+        """
+        if self._started:
+            return
+        loop = asyncio.get_running_loop()
+        self._store = await loop.run_in_executor(
+            self._io, lambda: EventStore(self.config.store_path, fsync=self.config.fsync))
+        replayed = 0
+        it = self._store.replay()
+        while True:
+            batch = await loop.run_in_executor(self._io, next, it, None)
+            if batch is None:
+                break
+            for e in batch:
+                self.fold.apply(e)
+            replayed += len(batch)
+        self._started = True
+        if replayed:
+            _log.info("replayed %d events of %d runs from %s", replayed, len(self.fold.runs),
+                      self.config.store_path)
+        await self.apply_retention()
+
+    async def stop(self) -> None:
+        """Close the store (safe to call twice or before start)."""
+        if self._store is not None:
+            store, self._store = self._store, None
+            await asyncio.get_running_loop().run_in_executor(self._io, store.close)
+        self._io.shutdown(wait=False)
+
+    # -- ingest ------------------------------------------------------------------------
+
+    async def ingest(self, events: Sequence[ev.RunEvent], signal: str = "logs") -> int:
+        """Store then fold events; returns how many were new.
+
+        Raises:
+            Overloaded: ``max_pending_events`` would be exceeded (nothing stored).
+            vfo_otel.store.StoreError: the store write failed (nothing acknowledged).
+        """
+        if not events:
+            return 0
+        store = self._store
+        if store is None:
+            raise Overloaded("receiver is not started", retry_after_s=1.0)
+        if self._pending + len(events) > self.config.max_pending_events and self._pending:
+            self.stats.overloaded += 1
+            raise Overloaded(f"ingest queue full ({self._pending} events pending); retry later")
+        self._pending += len(events)
+        try:
+            new = await asyncio.get_running_loop().run_in_executor(self._io, store.append, events)
+        finally:
+            self._pending -= len(events)
+        self.stats.events_received += len(events)
+        self.stats.events_stored += len(new)
+        self.stats.duplicates += len(events) - len(new)
+        self.stats.by_signal[signal] = self.stats.by_signal.get(signal, 0) + len(new)
+        changed: set[str] = set()
+        for e in new:
+            self.fold.apply(e)
+            changed.add(e.run_id)
+        for run_id in changed:
+            watch = self._watches.get(run_id)
+            if watch is not None:
+                async with watch.cond:
+                    watch.cond.notify_all()
+        return len(new)
+
+    async def apply_retention(self) -> list[str]:
+        """Remove runs outside retention from the store and the fold; returns their ids."""
+        store = self._store
+        if store is None or (self.config.retention_runs is None and self.config.retention_days is None):
+            return []
+        min_time = None
+        if self.config.retention_days is not None:
+            min_time = time.time_ns() - int(self.config.retention_days * 86400e9)
+        loop = asyncio.get_running_loop()
+        expired = await loop.run_in_executor(
+            self._io, lambda: store.expired_runs(max_runs=self.config.retention_runs, min_time_ns=min_time))
+        if expired:
+            await loop.run_in_executor(self._io, store.delete_runs, expired)
+            for run_id in expired:
+                self.fold.drop(run_id)
+                for key in [k for k in self._cache if k[0] == run_id]:
+                    del self._cache[key]
+            self.stats.runs_expired += len(expired)
+        return expired
+
+    # -- reads -------------------------------------------------------------------------
+
+    def check_run(self, run_id: str) -> None:
+        """Raise NotFound (unknown run) or Invalid (empty id); return otherwise."""
+        self._run(run_id)
+
+    def _run(self, run_id: str) -> RunFold:
+        if not run_id:
+            raise Invalid("run_id is required")
+        run = self.fold.runs.get(run_id)
+        if run is None:
+            raise NotFound(f"run {run_id!r} not found")
+        return run
+
+    def snapshot(self, run_id: str, selection: Selection | None = None) -> db.DashboardSnapshot:
+        """The current DashboardSnapshot of a run (cached per revision and selection).
+
+        Raises:
+            NotFound: unknown run. Invalid: empty run id.
+        """
+        run = self._run(run_id)
+        sel = selection or Selection()
+        key = (run_id, sel)
+        cached = self._cache.get(key)
+        if cached is not None and cached[0] == run.revision:
+            return cached[1]
+        snap = run.snapshot(sel, time.time_ns())
+        if len(self._cache) > 256:
+            self._cache.clear()
+        self._cache[key] = (run.revision, snap)
+        return snap
+
+    def list_runs(self, page_size: int = 50, page_token: str = "", state: int = 0) -> db.ListRunsResponse:
+        """Runs newest first (by start time, then run id), filtered by state, paged.
+
+        Raises:
+            Invalid: a malformed page token or page size over 1000.
+        """
+        if page_size > 1000:
+            raise Invalid("page_size must be <= 1000")
+        size = page_size or 50
+        offset = 0
+        if page_token:
+            try:
+                offset = int(base64.urlsafe_b64decode(page_token.encode()).decode())
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise Invalid(f"malformed page_token {page_token!r}") from exc
+        items = []
+        for run in self.fold.runs.values():
+            header = run.header()
+            if state and header.state != state:
+                continue
+            items.append((header, run))
+        items.sort(key=lambda hr: (hr[0].start_time.ToNanoseconds(), hr[0].run_id), reverse=True)
+        out = db.ListRunsResponse()
+        for header, run in items[offset:offset + size]:
+            out.runs.add(run=header, summary=run.summary(), revision=run.revision)
+        if offset + size < len(items):
+            out.next_page_token = base64.urlsafe_b64encode(str(offset + size).encode()).decode()
+        return out
+
+    async def watch(self, run_id: str, selection: Selection | None = None,
+                    after_revision: int = 0) -> AsyncIterator[db.DashboardSnapshot]:
+        """Yield the run's snapshot now if newer than ``after_revision``, then at each new revision.
+
+        Revisions may be coalesced: a slow reader gets the newest, never an older one.
+
+        Raises:
+            NotFound: unknown run (when the watch starts).
+        """
+        self._run(run_id)
+        watch = self._watches.setdefault(run_id, _RunWatch())
+        last = after_revision
+        while True:
+            run = self.fold.runs.get(run_id)
+            if run is None:
+                raise NotFound(f"run {run_id!r} was removed")
+            if run.revision > last:
+                snap = self.snapshot(run_id, selection)
+                last = snap.revision
+                yield snap
+                continue
+            async with watch.cond:
+                await watch.cond.wait_for(lambda: (r := self.fold.runs.get(run_id)) is None or r.revision > last)

@@ -1,0 +1,176 @@
+"""The embedded event store: SQLite (stdlib), append-only, de-duplicated by event id.
+
+Durability: WAL journal. With ``synchronous=NORMAL`` (default) a commit survives a
+crash or ``kill -9`` of the process (the WAL is in the OS before ``append`` returns);
+``fsync=True`` sets ``synchronous=FULL`` so a commit also survives power loss.
+
+Thread contract: blocking calls. One EventStore belongs to one thread at a time; the
+receiver runs it on a single-thread executor (``check_same_thread`` is off for that).
+Errors are ``sqlite3.Error`` subclasses, raised as :class:`StoreError` with the path.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from vfo_otel._gen.vfo.events.v1 import events_pb2 as ev
+
+__all__ = ["EventStore", "StoreError"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT NOT NULL UNIQUE,
+    run_id   TEXT NOT NULL,
+    time_ns  INTEGER NOT NULL,
+    payload  BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_run ON events (run_id);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id       TEXT PRIMARY KEY,
+    last_time_ns INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', '1');
+"""
+
+_CHUNK = 500  # stays under SQLite's bound-variable limit
+
+
+class StoreError(RuntimeError):
+    """The store could not be opened, read or written."""
+
+
+class EventStore:
+    """SQLite store of serialized ``vfo.events.v1.RunEvent`` messages.
+
+    Args:
+        path: database file (created with its folder if missing); ``":memory:"`` for tests.
+        fsync: fsync every commit (``synchronous=FULL``) instead of relying on the OS.
+
+    Raises:
+        StoreError: the database cannot be opened or has an unknown schema.
+    """
+
+    def __init__(self, path: str | Path, *, fsync: bool = False) -> None:
+        self.path = str(path)
+        try:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
+            self._db.executescript(_SCHEMA)
+            (schema,) = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open event store {self.path}: {exc}") from exc
+        if schema != "1":
+            raise StoreError(f"event store {self.path} has schema {schema}; this version reads schema 1")
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def append(self, events: Sequence[ev.RunEvent]) -> list[ev.RunEvent]:
+        """Store the events not stored before, in one committed transaction.
+
+        Returns:
+            The events that were new (duplicates by ``event_id``, in the store or within the
+            batch, are dropped), in input order. They are durable when this returns.
+
+        Raises:
+            StoreError: the write failed; nothing of the batch is stored.
+        """
+        if not events:
+            return []
+        with self._lock:
+            batch: dict[str, ev.RunEvent] = {}
+            for e in events:
+                batch.setdefault(e.event_id, e)
+            try:
+                ids = list(batch)
+                known: set[str] = set()
+                for i in range(0, len(ids), _CHUNK):
+                    part = ids[i:i + _CHUNK]
+                    marks = ",".join("?" * len(part))
+                    known.update(r[0] for r in self._db.execute(
+                        f"SELECT event_id FROM events WHERE event_id IN ({marks})", part))
+                new = [e for i, e in batch.items() if i not in known]
+                if not new:
+                    return []
+                last: dict[str, int] = {}
+                rows = []
+                for e in new:
+                    t = e.time.ToNanoseconds()
+                    rows.append((e.event_id, e.run_id, t, e.SerializeToString()))
+                    if t > last.get(e.run_id, -1):
+                        last[e.run_id] = t
+                self._db.execute("BEGIN")
+                self._db.executemany(
+                    "INSERT INTO events (event_id, run_id, time_ns, payload) VALUES (?, ?, ?, ?)", rows)
+                self._db.executemany(
+                    "INSERT INTO runs (run_id, last_time_ns) VALUES (?, ?) ON CONFLICT (run_id) "
+                    "DO UPDATE SET last_time_ns = max(last_time_ns, excluded.last_time_ns)", last.items())
+                self._db.execute("COMMIT")
+                return new
+            except sqlite3.Error as exc:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise StoreError(f"cannot write to event store {self.path}: {exc}") from exc
+
+    def replay(self, batch_size: int = 5000) -> Iterator[list[ev.RunEvent]]:
+        """Every stored event in insertion order, in lists of up to ``batch_size``."""
+        last = 0
+        while True:
+            with self._lock:
+                rows = self._db.execute(
+                    "SELECT seq, payload FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (last, batch_size)
+                ).fetchall()
+            if not rows:
+                return
+            last = rows[-1][0]
+            yield [ev.RunEvent.FromString(r[1]) for r in rows]
+
+    def count(self, run_id: str | None = None) -> int:
+        """Number of stored events (of one run, or all)."""
+        with self._lock:
+            if run_id is None:
+                return int(self._db.execute("SELECT count(*) FROM events").fetchone()[0])
+            return int(self._db.execute("SELECT count(*) FROM events WHERE run_id = ?", (run_id,)).fetchone()[0])
+
+    def expired_runs(self, *, max_runs: int | None, min_time_ns: int | None) -> list[str]:
+        """Runs outside retention: beyond the newest ``max_runs`` (by last event time) or last
+        updated before ``min_time_ns``."""
+        with self._lock:
+            rows = self._db.execute("SELECT run_id, last_time_ns FROM runs ORDER BY last_time_ns DESC, run_id")
+            out = []
+            for i, (run_id, last) in enumerate(rows):
+                if (max_runs is not None and i >= max_runs) or (min_time_ns is not None and last < min_time_ns):
+                    out.append(run_id)
+            return out
+
+    def delete_runs(self, run_ids: Sequence[str]) -> int:
+        """Delete every event of these runs; returns the number of events deleted."""
+        if not run_ids:
+            return 0
+        with self._lock:
+            try:
+                self._db.execute("BEGIN")
+                deleted = 0
+                for run_id in run_ids:
+                    deleted += self._db.execute("DELETE FROM events WHERE run_id = ?", (run_id,)).rowcount
+                    self._db.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
+                self._db.execute("COMMIT")
+                return deleted
+            except sqlite3.Error as exc:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise StoreError(f"cannot delete from event store {self.path}: {exc}") from exc
+
+    def close(self) -> None:
+        """Close the database (idempotent)."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._db.close()
