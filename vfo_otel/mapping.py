@@ -325,6 +325,8 @@ def span_end(event: ev.RunEvent) -> SpanStatusData:
         attrs[Key.EXIT_CODE] = event.exit_code
     if event.command.command_line:
         attrs[Key.COMMAND_LINE] = event.command.command_line
+    if event.command.argv:
+        attrs[Key.COMMAND_ARGS] = list(event.command.argv)
     if event.command.action:
         attrs[Key.ACTION] = event.command.action
     if event.state == ev.STATE_FAILED:
@@ -434,11 +436,11 @@ def otlp_attributes_to_dict(attributes: Iterable[common_pb2.KeyValue]) -> dict[s
 def _get(attrs: Mapping[str, Any], key: str, kind: type, required: bool = False) -> Any:
     if key not in attrs:
         if required:
-            raise DecodeError(f"missing attribute {key!r}")
+            raise DecodeError(f"missing attribute {str(key)!r}")
         return None
     value = attrs[key]
     if (kind is int and isinstance(value, bool)) or not isinstance(value, kind):
-        raise DecodeError(f"attribute {key!r} must be {kind.__name__}, got {type(value).__name__}")
+        raise DecodeError(f"attribute {str(key)!r} must be {kind.__name__}, got {type(value).__name__}")
     return value
 
 
@@ -447,7 +449,7 @@ def _get_str_list(attrs: Mapping[str, Any], key: str) -> list[str]:
     if value is None:
         return []
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise DecodeError(f"attribute {key!r} must be an array of strings")
+        raise DecodeError(f"attribute {str(key)!r} must be an array of strings")
     return value
 
 
@@ -460,7 +462,7 @@ def _refs_from_json(key: str, text: str | None) -> list[ev.AssetRef]:
             raise ValueError("not a JSON array")
         return [json_format.ParseDict(item, ev.AssetRef()) for item in items]
     except (ValueError, json_format.ParseError) as exc:
-        raise DecodeError(f"attribute {key!r} is not a JSON array of AssetRef: {exc}") from exc
+        raise DecodeError(f"attribute {str(key)!r} is not a JSON array of AssetRef: {exc}") from exc
 
 
 def event_from_attributes(attrs: Mapping[str, Any], time_ns: int) -> ev.RunEvent:
@@ -476,7 +478,7 @@ def event_from_attributes(attrs: Mapping[str, Any], time_ns: int) -> ev.RunEvent
     event = ev.RunEvent()
     event.event_id = _get(attrs, Key.EVENT_ID, str, required=True)
     if not event.event_id:
-        raise DecodeError(f"attribute {Key.EVENT_ID!r} is empty")
+        raise DecodeError(f"attribute {str(Key.EVENT_ID)!r} is empty")
     event.time.FromNanoseconds(time_ns)
     scope = _get(attrs, Key.SCOPE, str, required=True)
     if scope not in _SCOPE_BY_NAME:
@@ -493,7 +495,7 @@ def event_from_attributes(attrs: Mapping[str, Any], time_ns: int) -> ev.RunEvent
         event.previous_state = _STATE_BY_NAME[previous]  # type: ignore[assignment]
     event.run_id = _get(attrs, Key.RUN_ID, str, required=True)
     if not event.run_id:
-        raise DecodeError(f"attribute {Key.RUN_ID!r} is empty")
+        raise DecodeError(f"attribute {str(Key.RUN_ID)!r} is empty")
     need = {
         ev.SCOPE_PIPELINE: (Key.PIPELINE_ID,),
         ev.SCOPE_ASSET: (Key.PIPELINE_ID, Key.ASSET_ID),
@@ -502,13 +504,13 @@ def event_from_attributes(attrs: Mapping[str, Any], time_ns: int) -> ev.RunEvent
     for key in (Key.PIPELINE_ID, Key.ASSET_ID, Key.NODE_ID, Key.STAGE_ID):
         value = _get(attrs, key, str, required=key in need)
         if key in need and not value:
-            raise DecodeError(f"attribute {key!r} is empty")
+            raise DecodeError(f"attribute {str(key)!r} is empty")
         if value:
             setattr(event, key.removeprefix("vfo.").replace(".", "_"), value)
     attempt = _get(attrs, Key.ATTEMPT_ID, int, required=Key.ATTEMPT_ID in need)
     if attempt is not None:
         if not 1 <= attempt <= 2**32 - 1:
-            raise DecodeError(f"attribute {Key.ATTEMPT_ID!r} out of range: {attempt}")
+            raise DecodeError(f"attribute {str(Key.ATTEMPT_ID)!r} out of range: {attempt}")
         event.attempt_id = attempt
     source = _get(attrs, Key.EVENT_SOURCE, str)
     if source:
@@ -516,7 +518,7 @@ def event_from_attributes(attrs: Mapping[str, Any], time_ns: int) -> ev.RunEvent
     seq = _get(attrs, Key.EVENT_SEQUENCE, int)
     if seq is not None:
         if not 0 <= seq < 2**64:
-            raise DecodeError(f"attribute {Key.EVENT_SEQUENCE!r} out of range")
+            raise DecodeError(f"attribute {str(Key.EVENT_SEQUENCE)!r} out of range")
         event.sequence = seq
     duration = _get(attrs, Key.DURATION_NS, int)
     if duration is not None:
@@ -524,7 +526,7 @@ def event_from_attributes(attrs: Mapping[str, Any], time_ns: int) -> ev.RunEvent
     exit_code = _get(attrs, Key.EXIT_CODE, int)
     if exit_code is not None:
         if not -(2**31) <= exit_code < 2**31:
-            raise DecodeError(f"attribute {Key.EXIT_CODE!r} out of range")
+            raise DecodeError(f"attribute {str(Key.EXIT_CODE)!r} out of range")
         event.exit_code = exit_code
     line = _get(attrs, Key.COMMAND_LINE, str)
     argv = _get_str_list(attrs, Key.COMMAND_ARGS)

@@ -1,0 +1,290 @@
+"""The ``vfo-otel`` command line (click).
+
+Every option can also be set by environment variable ``VFO_OTEL_<COMMAND>_<OPTION>``
+(e.g. ``VFO_OTEL_SERVE_STORE``); OTLP exporters also honour the standard ``OTEL_*``
+variables.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+from typing import Any
+
+import click
+import grpc
+from google.protobuf import json_format
+
+from vfo_otel.config import DEFAULT_GRPC_ADDRESS, DEFAULT_HTTP_ADDRESS, ReceiverConfig
+
+__all__ = ["main"]
+
+_STATES = ["queued", "running", "waiting", "complete", "failed", "skipped"]
+
+
+def _config(**kw: Any) -> ReceiverConfig:
+    try:
+        return ReceiverConfig(**{k: v for k, v in kw.items() if v is not None or k == "http_address"})
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+
+
+def _token(token_file: str | None) -> str | None:
+    if token_file:
+        with open(token_file, encoding="utf-8") as f:
+            return f.read().strip() or None
+    return os.environ.get("VFO_OTEL_AUTH_TOKEN") or None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "VFO_OTEL"})
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
+              show_default=True, help="Log level of vfo-otel's own log.")
+@click.version_option(package_name="vfo-otel")
+def main(log_level: str) -> None:
+    """vfo-otel: one canonical pipeline-run event model, observed through OpenTelemetry.
+
+    \b
+    Start here:
+      vfo-otel demo        run a real demo pipeline against an embedded receiver
+      vfo-otel serve       run the receiver (OTLP in, dashboard snapshot out)
+      vfo-otel exec ...    run one command as a node attempt of a pipeline
+      vfo-otel runs        list runs known to a receiver
+      vfo-otel snapshot    print a run's snapshot (summary or JSON)
+    """
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _receiver_options(f: Any) -> Any:
+    options = [
+        click.option("--grpc-address", default=DEFAULT_GRPC_ADDRESS, show_default=True,
+                     help="Bind address of OTLP/gRPC ingest + SnapshotService + health (port 0: any)."),
+        click.option("--http-address", default=DEFAULT_HTTP_ADDRESS, show_default=True,
+                     help="Bind address of the JSON API, live stream and dashboard."),
+        click.option("--no-http", is_flag=True, help="Do not start the HTTP server."),
+        click.option("--store", "store_path", default="vfo-otel.sqlite3", show_default=True,
+                     type=click.Path(dir_okay=False), help="SQLite event store (':memory:' keeps nothing)."),
+        click.option("--retention-runs", type=click.IntRange(min=1), default=1000, show_default=True,
+                     help="Keep at most this many runs (newest by last event)."),
+        click.option("--retention-days", type=click.FloatRange(min=0, min_open=True), default=None,
+                     help="Drop runs not updated for this many days."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+@main.command()
+@_receiver_options
+@click.option("--fsync", is_flag=True, help="fsync every commit (survives power loss; slower).")
+@click.option("--max-request-bytes", type=click.IntRange(min=1024), default=16 * 1024 * 1024, show_default=True,
+              help="Largest OTLP request accepted; larger ones get RESOURCE_EXHAUSTED.")
+@click.option("--auth-token-file", type=click.Path(exists=True, dir_okay=False),
+              help="Require 'Authorization: Bearer <token>' on ingest and read APIs (or set VFO_OTEL_AUTH_TOKEN).")
+@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), help="PEM certificate chain (TLS on both servers).")
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), help="PEM private key for --tls-cert.")
+@click.option("--cors-origin", multiple=True, help="Browser origin allowed to read the HTTP API (repeatable).")
+def serve(grpc_address: str, http_address: str, no_http: bool, store_path: str, retention_runs: int,
+          retention_days: float | None, fsync: bool, max_request_bytes: int, auth_token_file: str | None,
+          tls_cert: str | None, tls_key: str | None, cors_origin: tuple[str, ...]) -> None:
+    """Run the receiver: OTLP/gRPC in (traces, logs), dashboard snapshots out over gRPC and HTTP JSON.
+
+    Binds to loopback by default; any other address must be given explicitly. Stops on
+    SIGINT/SIGTERM after in-flight exports finish.
+    """
+    from vfo_otel.server import ReceiverServer, TlsFiles
+
+    if bool(tls_cert) != bool(tls_key):
+        raise click.UsageError("--tls-cert and --tls-key go together")
+    token = _token(auth_token_file)
+    config = _config(grpc_address=grpc_address, http_address=None if no_http else http_address,
+                     store_path=store_path, retention_runs=retention_runs, retention_days=retention_days,
+                     fsync=fsync, max_request_bytes=max_request_bytes, auth_token=token,
+                     cors_origins=list(cors_origin))
+    tls = TlsFiles(tls_cert, tls_key) if tls_cert and tls_key else None
+
+    async def run() -> None:
+        server = ReceiverServer(config, tls)
+        try:
+            await server.start()
+        except (OSError, RuntimeError) as exc:
+            raise click.ClickException(str(exc)) from exc
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        http = f", HTTP on {config.http_address.rsplit(':', 1)[0]}:{server.http_port}" if server.http_port else ""
+        click.echo(f"vfo-otel receiver: OTLP/gRPC on {config.grpc_address.rsplit(':', 1)[0]}:{server.grpc_port}"
+                   f"{http}, store {config.store_path}", err=True)
+        sys.stderr.flush()
+        await stop.wait()
+        click.echo("stopping", err=True)
+        await server.stop(grace_s=5.0)
+
+    asyncio.run(run())
+
+
+def _client(receiver: str, auth_token_file: str | None) -> Any:
+    from vfo_otel.client import SnapshotClient
+
+    return SnapshotClient(receiver, token=_token(auth_token_file))
+
+
+def _rpc_error(exc: grpc.RpcError, receiver: str) -> click.ClickException:
+    return click.ClickException(f"receiver {receiver}: {exc.code().name}: {exc.details()}")
+
+
+_receiver_option = click.option("--receiver", default=DEFAULT_GRPC_ADDRESS, show_default=True,
+                                help="gRPC address of the receiver.")
+_token_option = click.option("--auth-token-file", type=click.Path(exists=True, dir_okay=False),
+                             help="Bearer token file (or set VFO_OTEL_AUTH_TOKEN).")
+
+
+@main.command()
+@_receiver_option
+@_token_option
+@click.option("--state", type=click.Choice(_STATES), help="Only runs in this state.")
+@click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True, help="How many runs.")
+@click.option("--json", "as_json", is_flag=True, help="Print the ListRunsResponse as JSON.")
+def runs(receiver: str, auth_token_file: str | None, state: str | None, limit: int, as_json: bool) -> None:
+    """List runs, newest first."""
+    from vfo_otel._gen.vfo.events.v1 import events_pb2 as ev
+    from vfo_otel.report import format_run_line
+
+    state_n = ev.State.Value("STATE_" + state.upper()) if state else 0
+    with _client(receiver, auth_token_file) as client:
+        try:
+            resp = client.list_runs(page_size=limit, state=state_n)
+        except grpc.RpcError as exc:
+            raise _rpc_error(exc, receiver) from exc
+    if as_json:
+        click.echo(json_format.MessageToJson(resp))
+        return
+    if not resp.runs:
+        click.echo("no runs")
+    for item in resp.runs:
+        click.echo(format_run_line(item))
+
+
+@main.command()
+@click.argument("run_id")
+@_receiver_option
+@_token_option
+@click.option("--pipeline", "pipeline_id", default="", help="Select a pipeline (with --asset) for node details.")
+@click.option("--asset", "asset_id", default="", help="Select an asset for node details.")
+@click.option("--json", "as_json", is_flag=True, help="Print the DashboardSnapshot as JSON (protobuf JSON mapping).")
+def snapshot(run_id: str, receiver: str, auth_token_file: str | None, pipeline_id: str, asset_id: str,
+             as_json: bool) -> None:
+    """Print the snapshot of RUN_ID: a readable summary, or the JSON."""
+    from vfo_otel.report import format_summary
+
+    with _client(receiver, auth_token_file) as client:
+        try:
+            snap = client.get_snapshot(run_id, pipeline_id, asset_id)
+        except grpc.RpcError as exc:
+            raise _rpc_error(exc, receiver) from exc
+    click.echo(json_format.MessageToJson(snap) if as_json else format_summary(snap))
+
+
+@main.command(name="exec", context_settings={"ignore_unknown_options": True})
+@click.option("--run-id", required=True, help="Run id.")
+@click.option("--pipeline", "pipeline_id", required=True, help="Pipeline id.")
+@click.option("--asset", "asset_id", required=True, help="Asset id.")
+@click.option("--node", "node_id", required=True, help="Node id.")
+@click.option("--stage", "stage_id", required=True, help="Stage id (low-cardinality group, e.g. encode).")
+@click.option("--attempt", type=click.IntRange(min=1), default=1, show_default=True, help="Attempt number.")
+@click.option("--after", multiple=True, help="Upstream node id (repeatable): draws the DAG edges.")
+@click.option("--otlp-endpoint", default=None,
+              help="OTLP/gRPC endpoint (default: OTEL_EXPORTER_OTLP_ENDPOINT or http://localhost:4317).")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def exec_(run_id: str, pipeline_id: str, asset_id: str, node_id: str, stage_id: str, attempt: int,
+          after: tuple[str, ...], otlp_endpoint: str | None, command: tuple[str, ...]) -> None:
+    """Run COMMAND as one node attempt: `vfo-otel exec --run-id R ... -- CMD ARGS...`.
+
+    \b
+    Records the command line, exit code and duration. A non-zero exit is `failed` with
+    error class ExitCode; death by a signal is `failed` with Signal; a command that cannot
+    start is `failed` with its OS error (exit status 127). stdout/stderr pass through and
+    the command's exit status is returned (128+N for signal N, like a shell). SIGTERM and
+    SIGINT are forwarded to the command.
+    """
+    from vfo_otel.emitter import Emitter
+
+    emitter = Emitter(endpoint=otlp_endpoint, export_metrics_otlp=True)
+    run = emitter.run(run_id)
+    asset = run.pipeline(pipeline_id).asset(asset_id)
+    node = asset.node(node_id, stage=stage_id, after=list(after), attempt=attempt)
+    status = 0
+    with node:
+        node.set_command(list(command))
+        try:
+            proc = subprocess.Popen(list(command))
+        except OSError as exc:
+            node.fail(type(exc).__name__, f"cannot start {command[0]!r}: {exc.strerror or exc}")
+            click.echo(f"vfo-otel exec: cannot start {command[0]!r}: {exc}", err=True)
+            status = 127
+        else:
+            forward = {sig: signal.signal(sig, lambda n, _f: proc.send_signal(n))
+                       for sig in (signal.SIGTERM, signal.SIGINT)}
+            try:
+                code = proc.wait()
+            finally:
+                for sig, old in forward.items():
+                    signal.signal(sig, old)
+            node.set_exit_code(code)
+            status = 128 - code if code < 0 else code
+    if not emitter.force_flush(10_000):
+        click.echo("vfo-otel exec: warning: events could not be exported (is the receiver up?)", err=True)
+    emitter.shutdown()
+    sys.exit(status)
+
+
+@main.command()
+@_receiver_options
+@click.option("--run-id", default=None, help="Run id (default: demo-<UTC timestamp>).")
+@click.option("--workdir", type=click.Path(file_okay=False), default=None,
+              help="Keep the demo's files here (default: a temporary folder).")
+@click.option("--pace", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Seconds each node attempt takes at least, to watch the dashboard change live.")
+@click.option("--keep-serving", is_flag=True, help="Leave the embedded receiver up after the run (Ctrl-C stops).")
+@click.option("--otlp-endpoint", default=None,
+              help="Send to this OTLP/gRPC endpoint (e.g. a collector) instead of an embedded receiver.")
+@click.option("--receiver", "receiver_address", default=None,
+              help="With --otlp-endpoint: gRPC address of the receiver to read the snapshot from.")
+def demo(grpc_address: str, http_address: str, no_http: bool, store_path: str, retention_runs: int,
+         retention_days: float | None, run_id: str | None, workdir: str | None, pace: float, keep_serving: bool,
+         otlp_endpoint: str | None, receiver_address: str | None) -> None:
+    """Run a real demo pipeline (2 pipelines, 6 assets, retries, failures, a skip) and print its summary.
+
+    By default an embedded receiver (SQLite store) is started; the events go to it through
+    the real OTLP/gRPC exporters; the summary is read back over gRPC.
+    """
+    from vfo_otel.demo import DemoResult, run_demo
+
+    config = _config(grpc_address=grpc_address, http_address=None if no_http else http_address,
+                     store_path=store_path, retention_runs=retention_runs, retention_days=retention_days)
+
+    def keep(result: DemoResult) -> None:
+        if keep_serving and otlp_endpoint is None:
+            click.echo("receiver keeps serving; Ctrl-C stops it")
+            stop = threading.Event()
+            signal.signal(signal.SIGTERM, lambda *_: stop.set())
+            try:
+                while not stop.wait(1.0):
+                    pass
+            except KeyboardInterrupt:
+                pass
+
+    try:
+        run_demo(config=config, run_id=run_id, workdir=workdir, otlp_endpoint=otlp_endpoint,
+                 receiver_address=receiver_address, pace_s=pace, log=click.echo, keep=keep)
+    except (OSError, RuntimeError, TimeoutError) as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,61 @@
+"""Readable text summaries of snapshots (pure: messages in, text out)."""
+
+from __future__ import annotations
+
+from vfo_otel._gen.vfo.dashboard.v1 import dashboard_pb2 as db
+from vfo_otel._gen.vfo.events.v1 import events_pb2 as ev
+
+__all__ = ["STATE_COLUMNS", "format_run_line", "format_summary", "state_label"]
+
+STATE_COLUMNS = ("queued", "running", "waiting", "complete", "failed", "skipped")
+
+
+def state_label(state: int) -> str:
+    """``STATE_FAILED`` -> ``failed``."""
+    return str(ev.State.Name(state)).removeprefix("STATE_").lower()  # type: ignore[arg-type]
+
+
+def _seconds(d: object) -> str:
+    ns = d.ToNanoseconds()  # type: ignore[attr-defined]
+    return f"{ns / 1e9:.2f}s"
+
+
+def _row(name: str, c: db.StateCounts) -> str:
+    return f"  {name:<10}" + "".join(f"{getattr(c, s):>10}" for s in STATE_COLUMNS) + f"{c.total:>10}"
+
+
+def format_run_line(item: db.RunListItem) -> str:
+    """One line per run for ``vfo-otel runs``."""
+    h, s = item.run, item.summary
+    start = h.start_time.ToDatetime().isoformat(timespec="seconds") if h.HasField("start_time") else "-"
+    dur = _seconds(h.duration) if h.HasField("duration") else "-"
+    return (f"{h.run_id:<36} {state_label(h.state):<9} {start:<20} {dur:>9}  nodes: "
+            f"{s.nodes.complete} complete, {s.nodes.failed} failed, {s.nodes.skipped} skipped, "
+            f"{s.nodes.running} running")
+
+
+def format_summary(snap: db.DashboardSnapshot) -> str:
+    """The run summary: header, counts per state, stage totals."""
+    h = snap.run
+    lines = [f"run {h.run_id}: {state_label(h.state)} (revision {snap.revision}, schema v{snap.schema_version})"]
+    if h.HasField("duration"):
+        lines[0] += f" in {_seconds(h.duration)}"
+    if h.error.error_class:
+        lines.append(f"  error: {h.error.error_class}: {h.error.detail}")
+    lines.append("")
+    lines.append("  " + f"{'counts':<10}" + "".join(f"{s:>10}" for s in STATE_COLUMNS) + f"{'total':>10}")
+    for name in ("pipelines", "assets", "nodes", "attempts"):
+        lines.append(_row(name, getattr(snap.summary, name)))
+    lines.append("")
+    lines.append(f"  {'stage':<12}{'nodes':>7}{'complete':>10}{'failed':>8}{'skipped':>9}{'total time':>12}"
+                 f"{'max time':>10}")
+    for st in snap.stage_totals:
+        c = st.counts
+        lines.append(f"  {st.stage_id:<12}{c.total:>7}{c.complete:>10}{c.failed:>8}{c.skipped:>9}"
+                     f"{_seconds(st.total_duration):>12}{_seconds(st.max_duration):>10}")
+    lines.append("")
+    for p in snap.pipelines:
+        failed = [a.asset_id for a in p.assets if a.state == ev.STATE_FAILED]
+        lines.append(f"  pipeline {p.pipeline_id}: {state_label(p.state)}, {len(p.assets)} assets"
+                     + (f" (failed: {', '.join(failed)})" if failed else ""))
+    return "\n".join(lines)
