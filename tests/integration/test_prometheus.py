@@ -41,8 +41,15 @@ WORKFLOW = {
     "package": NodeSpec("package", ("checksum", "thumbnail")),
 }
 # Labels a scrape adds by itself, or the OTel Prometheus exporter adds to every series.
-SCRAPE_LABELS = {"__name__", "job", "instance", "le", "otel_scope_name", "otel_scope_version",
-                 "otel_scope_schema_url"}
+SCRAPE_LABELS = {
+    "__name__",
+    "job",
+    "instance",
+    "le",
+    "otel_scope_name",
+    "otel_scope_version",
+    "otel_scope_schema_url",
+}
 ALLOWED = {k.replace(".", "_") for k in METRIC_LABELS} | SCRAPE_LABELS
 
 
@@ -82,8 +89,13 @@ def scraped_emitter(tmp_path: Path):
     httpd, thread = prometheus_client.start_http_server(0, addr="127.0.0.1", registry=registry)
     target_port = httpd.server_port
     base = in_memory_emitter()  # traces and logs stay in memory; only metrics matter here
-    emitter = Emitter(tracer_provider=base.emitter._providers[0], logger_provider=base.emitter._providers[1],
-                      metric_readers=[reader], export_metrics_otlp=False, service_name="vfo-prom-test")
+    emitter = Emitter(
+        tracer_provider=base.emitter._providers[0],
+        logger_provider=base.emitter._providers[1],
+        metric_readers=[reader],
+        export_metrics_otlp=False,
+        service_name="vfo-prom-test",
+    )
     prom_port = _free_port()
     config = tmp_path / "prometheus.yml"
     config.write_text(
@@ -92,9 +104,14 @@ def scraped_emitter(tmp_path: Path):
         f"      - targets: ['127.0.0.1:{target_port}']\n"
     )
     proc = subprocess.Popen(
-        [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-         f"--web.listen-address=127.0.0.1:{prom_port}"],
-        stdout=subprocess.DEVNULL, stderr=(tmp_path / "prometheus.log").open("w"),
+        [
+            PROMETHEUS,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{prom_port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=(tmp_path / "prometheus.log").open("w"),
     )
     try:
         yield emitter, f"http://127.0.0.1:{prom_port}"
@@ -119,7 +136,9 @@ def test_prometheus_scrapes_allow_listed_series(scraped_emitter) -> None:
                         with asset.node(node_id) as node:
                             node.set_command(["tool", f"/data/secret/asset-{i:04d}.mov"])
                             if node_id == "checksum" and i % 50 == 7:
-                                node.fail("ChecksumMismatch", f"bad digest for /data/secret/asset-{i:04d}.mov")
+                                node.fail(
+                                    "ChecksumMismatch", f"bad digest for /data/secret/asset-{i:04d}.mov"
+                                )
     assert emitter.stats.failures == {}
 
     failed_assets = sum(1 for i in range(ASSETS) if i % 50 == 7)  # 4
@@ -128,8 +147,11 @@ def test_prometheus_scrapes_allow_listed_series(scraped_emitter) -> None:
     # Prometheus scrapes on its own schedule: wait until the last counters are visible.
     promql = 'sum(vfo_transitions_total{vfo_scope="node",vfo_state="complete"})'
     try:
-            result = _wait(lambda: [r for r in _query(prom, promql) if float(r["value"][1]) == expected_complete],
-                       60, f"{promql} == {expected_complete}")
+        result = _wait(
+            lambda: [r for r in _query(prom, promql) if float(r["value"][1]) == expected_complete],
+            60,
+            f"{promql} == {expected_complete}",
+        )
     except AssertionError as exc:
         with urllib.request.urlopen(f"{prom}/api/v1/targets", timeout=5) as resp:
             targets = resp.read()[:2000]
@@ -137,7 +159,9 @@ def test_prometheus_scrapes_allow_listed_series(scraped_emitter) -> None:
     assert float(result[0]["value"][1]) == expected_complete
 
     failed = _query(prom, 'sum by (error_type) (vfo_errors_total{vfo_scope="node"})')
-    assert {r["metric"]["error_type"]: float(r["value"][1]) for r in failed} == {"ChecksumMismatch": failed_assets}
+    assert {r["metric"]["error_type"]: float(r["value"][1]) for r in failed} == {
+        "ChecksumMismatch": failed_assets
+    }
     skipped = _query(prom, 'sum(vfo_transitions_total{vfo_scope="node",vfo_state="skipped"})')
     assert float(skipped[0]["value"][1]) == failed_assets
     per_stage = _query(prom, 'sum by (vfo_stage_id) (vfo_duration_seconds_count{vfo_scope="node"})')
