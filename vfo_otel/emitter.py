@@ -54,6 +54,14 @@ except Exception:  # pragma: no cover - running from a source tree without metad
     VERSION = "0.0.0"
 
 _DEFAULT_CARDINALITY_LIMIT = 2000
+#: Ids each scope needs besides run_id (attempt_id: >= 1).
+_REQUIRED_IDS: dict[int, tuple[str, ...]] = {
+    ev.SCOPE_PIPELINE: ("pipeline_id",),
+    ev.SCOPE_ASSET: ("pipeline_id", "asset_id"),
+    ev.SCOPE_NODE: ("pipeline_id", "asset_id", "node_id", "attempt_id"),
+}
+#: Most extra attributes (``RunEvent.attributes``) an emitted event keeps; see _cap_extra_attributes.
+MAX_EXTRA_ATTRIBUTES = 64
 
 
 def build_resource(service_name: str | None = None,
@@ -101,6 +109,21 @@ def _check_otlp_range(event: ev.RunEvent) -> None:
         raise ValueError(f"sequence {event.sequence} does not fit an OTLP int64 attribute")
     if event.HasField("duration") and not -(2**63) <= event.duration.ToNanoseconds() < 2**63:
         raise ValueError("duration does not fit an OTLP int64 attribute (ns)")
+
+
+def _cap_extra_attributes(event: ev.RunEvent) -> None:
+    """Keep the first ``MAX_EXTRA_ATTRIBUTES - 1`` extra attributes (by key) and record the count.
+
+    The SDK keeps at most 128 attributes per log record and span event by default and evicts
+    the oldest first, which are the canonical keys: an event with hundreds of extra attributes
+    would arrive without its event id or state and be rejected. The original count is kept as
+    ``attributes_original_count`` (the receiver's limits use the same ``*_original_*`` style).
+    """
+    count = len(event.attributes)
+    kept = {k: event.attributes[k] for k in sorted(event.attributes)[: MAX_EXTRA_ATTRIBUTES - 1]}
+    event.attributes.clear()
+    event.attributes.update(kept)
+    event.attributes["attributes_original_count"] = str(count)
 
 
 class _DeterministicIds(IdGenerator):
@@ -294,7 +317,9 @@ class Emitter:
         """Emit one event as a log record, a span event (and span when terminal) and metrics.
 
         Missing ``event_id``, ``time``, ``source_id``/``sequence`` and ``previous_state`` are
-        filled in (the caller's message is not modified).
+        filled in, and more than ``MAX_EXTRA_ATTRIBUTES`` extra attributes are cut down (the
+        caller's message is not modified). Events OTLP cannot carry (time outside 1970..2554,
+        ``sequence`` >= 2**63, a duration beyond int64 ns) are refused like invalid ones.
 
         Args:
             event: a RunEvent with scope, state, run_id and the ids its scope needs.
@@ -362,6 +387,9 @@ class Emitter:
         mapping.state_name(event.state)
         if not event.run_id:
             raise ValueError("run_id is required")
+        for name in _REQUIRED_IDS.get(event.scope, ()):  # what every receiver requires (mapping)
+            if not getattr(event, name):
+                raise ValueError(f"{name} is required for scope {mapping.scope_name(event.scope)}")
         if not event.event_id:
             event.event_id = uuid.uuid4().hex
         if not event.HasField("time"):
@@ -371,6 +399,8 @@ class Emitter:
             event.source_id = self._source_id
             event.sequence = self._sequence
         _check_otlp_range(event)
+        if len(event.attributes) > MAX_EXTRA_ATTRIBUTES:
+            _cap_extra_attributes(event)
         key = mapping.entity_key(event)
         live = self._live.get(key)
         if live is not None and not event.previous_state and live.state != event.state:
