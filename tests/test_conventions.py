@@ -131,6 +131,11 @@ def test_mapping_puts_each_key_where_the_table_says() -> None:
             seen[Where.LOG_RECORD] |= set(mapping.log_record(event).attributes)
             for point in mapping.metric_points(event):
                 seen[Where.METRIC_LABEL] |= set(point.labels)
+    heartbeat = _full(4, 2)
+    heartbeat.heartbeat = True  # heartbeats are log records only (the emitter adds no span event)
+    seen[Where.LOG_RECORD] |= set(mapping.log_record(heartbeat).attributes)
+    assert mapping.log_record(heartbeat).event_name == c.HEARTBEAT_EVENT_NAME
+    assert mapping.metric_points(heartbeat) == []
     extra = c.ATTR_PREFIX_EXTRA + "k"
     assert extra in seen[Where.LOG_RECORD] and extra in seen[Where.SPAN_EVENT]
     for where in (Where.SPAN, Where.SPAN_EVENT, Where.LOG_RECORD, Where.METRIC_LABEL):

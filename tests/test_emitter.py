@@ -445,3 +445,42 @@ def test_many_extra_attributes_never_evict_canonical_keys(telemetry: InMemoryTel
     assert mapping.events_from_log_record(record) == mapping.normalize(emitted)
     (span,) = telemetry.otlp_spans()
     assert mapping.events_from_span(span) == ([mapping.normalize(emitted)], [])
+
+
+def test_heartbeat_is_a_log_record_of_each_running_node_and_no_transition() -> None:
+    tel = in_memory_emitter(heartbeat_interval_s=None)  # no thread: call heartbeat() directly
+    emitter = tel.emitter
+    run = emitter.run("hb-run")
+    asset = run.pipeline("p").asset("a")
+    with asset.node("long", stage="encode"):
+        before = len(tel.logs.get_finished_logs())
+        assert emitter.heartbeat() == 1
+        records = tel.logs.get_finished_logs()[before:]
+    assert len(records) == 1
+    rec = records[0].log_record
+    assert rec.event_name == "vfo.node.heartbeat"
+    assert rec.attributes["vfo.heartbeat"] is True and rec.attributes["vfo.state"] == "running"
+    assert rec.attributes["vfo.stage.id"] == "encode"
+    assert emitter.heartbeat() == 0  # nothing running any more
+    assert emitter.stats.heartbeats == 1
+    node_span = next(s for s in tel.spans.get_finished_spans() if s.name == "vfo.node long")
+    assert len(node_span.events) == 2  # running, complete: the heartbeat added no span event
+    running = [
+        p for name, labels, p in tel.metric_points()
+        if name == "vfo.transitions"
+        and labels.get("vfo.state") == "running"
+        and labels.get("vfo.scope") == "node"
+    ]
+    assert running[0].value == 1  # the heartbeat counted no transition
+
+
+def test_an_event_after_the_span_ended_opens_no_second_span() -> None:
+    tel = in_memory_emitter()
+    emitter = tel.emitter
+    base = dict(scope=4, run_id="r", pipeline_id="p", asset_id="a", node_id="n", stage_id="s", attempt_id=1)
+    emitter.emit(RunEvent(state=2, **base))
+    emitter.emit(RunEvent(state=4, **base))
+    emitter.emit(RunEvent(state=2, **base))  # late duplicate-ish running after complete
+    assert len(tel.spans.get_finished_spans()) == 1
+    assert emitter.stats.late_events == 1
+    assert len(tel.logs.get_finished_logs()) == 3  # still logged: the receiver's fold decides

@@ -29,6 +29,7 @@ __all__ = [
     "ATTRIBUTES",
     "ATTR_PREFIX_EXTRA",
     "CICD_RESULT",
+    "HEARTBEAT_EVENT_NAME",
     "LOG_EVENT_NAMES",
     "METRICS",
     "METRIC_LABELS",
@@ -86,6 +87,7 @@ class Key(enum.StrEnum):
     PREVIOUS_STATE = "vfo.state.previous"
     DURATION_NS = "vfo.duration_ns"
     SYNTHETIC = "vfo.synthetic"
+    HEARTBEAT = "vfo.heartbeat"
     # What ran.
     EXIT_CODE = "process.exit.code"
     COMMAND_LINE = "process.command_line"
@@ -157,6 +159,7 @@ ATTRIBUTES: tuple[AttributeSpec, ...] = (
     AttributeSpec(Key.PREVIOUS_STATE, "string", (_SE, _L), "previous_state", "running"),
     AttributeSpec(Key.DURATION_NS, "int", (_SE, _L), "duration", "1500000000"),
     AttributeSpec(Key.SYNTHETIC, "bool", (_SE, _L), "synthetic", "false"),
+    AttributeSpec(Key.HEARTBEAT, "bool", (_L,), "heartbeat", "true"),
     AttributeSpec(Key.EXIT_CODE, "int", (_S, _SE, _L), "exit_code", "1", "process.exit.code"),
     AttributeSpec(
         Key.COMMAND_LINE, "string", (_S, _SE, _L), "command.command_line", "ffmpeg -i a.mov a.mp4",
@@ -223,6 +226,8 @@ SPAN_NAMES: dict[str, str] = {
 SPAN_EVENT_NAME = "vfo.transition"
 #: OTLP LogRecord ``event_name`` per scope.
 LOG_EVENT_NAMES: dict[str, str] = {scope: f"vfo.{scope}.transition" for scope in SCOPE_NAMES.values()}
+#: OTLP LogRecord ``event_name`` of a liveness heartbeat of a running node attempt.
+HEARTBEAT_EVENT_NAME = "vfo.node.heartbeat"
 
 
 @dataclass(frozen=True)

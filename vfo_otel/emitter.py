@@ -13,9 +13,12 @@ on the SDK's batch processor threads, so ``emit`` does not block on the network.
 
 from __future__ import annotations
 
+import atexit
+import collections
 import contextvars
 import logging
 import os
+import signal
 import socket
 import threading
 import time
@@ -42,7 +45,7 @@ from vfo_otel import mapping
 from vfo_otel._gen.vfo.events.v1 import events_pb2 as ev
 from vfo_otel.conventions import Key
 
-__all__ = ["Emitter", "EmitterStats", "build_resource"]
+__all__ = ["Emitter", "EmitterStats", "Terminated", "build_resource", "install_sigterm_handler"]
 
 _log = logging.getLogger("vfo_otel")
 
@@ -159,11 +162,15 @@ class EmitterStats:
         events: events accepted by :meth:`Emitter.emit`.
         failures: emit failures by kind (exception class name); each kind is logged once.
         overflowed: metric data points folded into the overflow series, by metric name.
+        heartbeats: heartbeats sent for running node attempts.
+        late_events: events for an entity whose span had already ended (logged, no new span).
     """
 
     events: int = 0
     failures: dict[str, int] = field(default_factory=dict)
     overflowed: dict[str, int] = field(default_factory=dict)
+    heartbeats: int = 0
+    late_events: int = 0
 
 
 class _CardinalityCap:
@@ -196,6 +203,7 @@ class _Attempt:
     span: trace_api.Span | None
     state: int
     start_ns: int
+    stage_id: str = ""
 
 
 class Emitter:
@@ -221,6 +229,13 @@ class Emitter:
         metric_export_interval_ms: OTLP metric export interval (ms).
         cardinality_limit: distinct label sets per metric before the overflow series.
         source_id: id of this source (default: random); with ``sequence`` it orders events.
+        heartbeat_interval_s: while a node attempt is ``running``, a heartbeat (a log record
+            ``vfo.node.heartbeat``, same state, ``heartbeat`` true) is sent at this interval
+            (seconds) from a daemon thread, so a receiver can tell a live long node from a
+            dead worker; None disables heartbeats.
+        handle_sigterm: install :func:`install_sigterm_handler`: SIGTERM then raises
+            :class:`Terminated` in the main thread, so open handles end ``failed`` with
+            error class ``Cancelled`` and the process exits with status 143 after flushing.
 
     Raises:
         ValueError: a bad argument (non-positive limits, forbidden resource keys).
@@ -240,6 +255,8 @@ class Emitter:
         metric_export_interval_ms: int = 10_000,
         cardinality_limit: int = _DEFAULT_CARDINALITY_LIMIT,
         source_id: str | None = None,
+        heartbeat_interval_s: float | None = 30.0,
+        handle_sigterm: bool = False,
     ) -> None:
         if cardinality_limit < 2:
             raise ValueError("cardinality_limit must be >= 2 (one slot is the overflow series)")
@@ -248,6 +265,42 @@ class Emitter:
         resource = build_resource(service_name, resource_attributes)
         self.resource = resource
 
+        self._endpoint = endpoint
+        self._metric_readers = list(metric_readers)
+        self._export_metrics_otlp = export_metrics_otlp
+        self._metric_export_interval_ms = metric_export_interval_ms
+        self._given = (tracer_provider, logger_provider, meter_provider)
+        self._setup_providers()
+        self._cap = _CardinalityCap(cardinality_limit)
+
+        self.stats = EmitterStats()
+        self._lock = threading.RLock()
+        self._source_id = source_id or uuid.uuid4().hex[:16]
+        self._sequence = 0
+        self._live: dict[tuple[str, ...], _Attempt] = {}
+        self._closed = False
+        self._in_child = False
+        self._rebuild = False
+        self._child_flush_timeout_ms = 10_000
+        self._ended: collections.OrderedDict[tuple[str, ...], None] = collections.OrderedDict()
+        if heartbeat_interval_s is not None and heartbeat_interval_s <= 0:
+            raise ValueError("heartbeat_interval_s must be > 0 (or None to disable heartbeats)")
+        self._heartbeat_interval_s = heartbeat_interval_s
+        self._heartbeat_thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self_ref = weakref.ref(self)
+        atexit.register(_shutdown_at_exit, self_ref)
+        if handle_sigterm:
+            install_sigterm_handler()
+        after_fork = weakref.WeakMethod(self._after_fork)  # a strong ref would keep every emitter alive
+        os.register_at_fork(after_in_child=lambda: (m := after_fork()) is not None and m())
+
+    # -- public API -------------------------------------------------------------------
+
+    def _setup_providers(self) -> None:
+        """Build the providers the application did not hand us, then the tracer, logger and instruments."""
+        tracer_provider, logger_provider, meter_provider = self._given
+        resource, endpoint = self.resource, self._endpoint
         self._owned: list[Any] = []
         if tracer_provider is None:
             from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
@@ -262,14 +315,14 @@ class Emitter:
             logger_provider.add_log_record_processor(BatchLogRecordProcessor(OTLPLogExporter(endpoint=endpoint)))
             self._owned.append(logger_provider)
         if meter_provider is None:
-            readers = list(metric_readers)
-            if export_metrics_otlp:
+            readers = list(self._metric_readers)
+            if self._export_metrics_otlp:
                 from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
 
                 readers.append(
                     PeriodicExportingMetricReader(
                         OTLPMetricExporter(endpoint=endpoint),
-                        export_interval_millis=metric_export_interval_ms,
+                        export_interval_millis=self._metric_export_interval_ms,
                     )
                 )
             meter_provider = MeterProvider(resource=resource, metric_readers=readers)
@@ -295,18 +348,7 @@ class Emitter:
                     explicit_bucket_boundaries_advisory=list(c.DURATION_BUCKETS_S),
                 )
             self._instruments[spec.name] = inst
-        self._cap = _CardinalityCap(cardinality_limit)
 
-        self.stats = EmitterStats()
-        self._lock = threading.RLock()
-        self._source_id = source_id or uuid.uuid4().hex[:16]
-        self._sequence = 0
-        self._live: dict[tuple[str, ...], _Attempt] = {}
-        self._closed = False
-        after_fork = weakref.WeakMethod(self._after_fork)  # a strong ref would keep every emitter alive
-        os.register_at_fork(after_in_child=lambda: (m := after_fork()) is not None and m())
-
-    # -- public API -------------------------------------------------------------------
 
     @property
     def source_id(self) -> str:
@@ -330,7 +372,13 @@ class Emitter:
         """
         try:
             with self._lock:
-                return self._emit(event)
+                if self._rebuild:  # first use in a forked child: fresh exporters and channels
+                    self._rebuild = False
+                    self._setup_providers()
+                done = self._emit(event)
+            if self._in_child and done.state in c.TERMINAL_STATES:
+                self.force_flush(self._child_flush_timeout_ms)
+            return done
         except Exception as exc:  # the emit path never raises into the runner
             self._failed(exc)
             return ev.RunEvent()
@@ -346,13 +394,15 @@ class Emitter:
                 ok = False
         return ok
 
-    def shutdown(self) -> None:
-        """Flush, then shut down the providers the emitter built (idempotent)."""
+    def shutdown(self, timeout_millis: int = 30_000) -> None:
+        """Stop heartbeats, flush (at most ``timeout_millis`` ms), then shut down the providers
+        the emitter built. Idempotent; also run at interpreter exit."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
-        self.force_flush()
+        self._stopping.set()
+        self.force_flush(timeout_millis)
         for provider in self._owned:
             try:
                 provider.shutdown()
@@ -368,9 +418,18 @@ class Emitter:
     # -- internals --------------------------------------------------------------------
 
     def _after_fork(self) -> None:
+        """In a forked child: new source id; exporters rebuilt on first use; terminal events flushed.
+
+        The parent's gRPC channels are not usable in the child, and a worker that exits
+        with ``os._exit`` (as multiprocessing does) runs no atexit hook, so a child flushes
+        each terminal event before ``emit`` returns.
+        """
         self._lock = threading.RLock()
         self._source_id = uuid.uuid4().hex[:16]
         self._sequence = 0
+        self._in_child = True
+        self._rebuild = bool(self._owned)
+        self._live = {}
 
     def _failed(self, exc: BaseException) -> None:
         kind = type(exc).__name__
@@ -407,7 +466,11 @@ class Emitter:
             event.previous_state = live.state  # type: ignore[assignment]
 
         self._emit_log(event)
-        self._emit_span(key, live, event)
+        if not event.heartbeat:  # a heartbeat is no transition: log record only
+            if key in self._ended:  # a late or repeated event of an exported span: never a second span
+                self.stats.late_events += 1
+            else:
+                self._emit_span(key, live, event)
         for point in mapping.metric_points(event):
             labels = self._cap.labels(point.name, point.labels, self.stats)
             inst = self._instruments[point.name]
@@ -417,6 +480,38 @@ class Emitter:
                 inst.add(point.value, labels)
         self.stats.events += 1
         return event
+
+    def _ensure_heartbeat(self) -> None:
+        if self._heartbeat_interval_s is None or self._closed:
+            return
+        thread = self._heartbeat_thread
+        if thread is None or not thread.is_alive():  # (re)started lazily, also in a forked child
+            self._heartbeat_thread = threading.Thread(
+                target=_heartbeat_loop, args=(weakref.ref(self), self._heartbeat_interval_s, self._stopping),
+                name="vfo-otel-heartbeat", daemon=True)
+            self._heartbeat_thread.start()
+
+    def heartbeat(self) -> int:
+        """Send one heartbeat for every running node attempt now; returns how many were sent.
+
+        Called by the heartbeat thread every ``heartbeat_interval_s``; never raises.
+        """
+        sent = 0
+        try:
+            with self._lock:
+                for key, live in list(self._live.items()):
+                    if len(key) != 5 or live.state != ev.STATE_RUNNING:
+                        continue
+                    run_id, pipeline_id, asset_id, node_id, attempt = key
+                    self._emit(ev.RunEvent(
+                        scope=ev.SCOPE_NODE, state=ev.STATE_RUNNING, previous_state=ev.STATE_RUNNING,
+                        run_id=run_id, pipeline_id=pipeline_id, asset_id=asset_id, node_id=node_id,
+                        stage_id=live.stage_id, attempt_id=int(attempt), heartbeat=True))
+                    sent += 1
+                self.stats.heartbeats += sent
+        except Exception as exc:
+            self._failed(exc)
+        return sent
 
     def _emit_log(self, event: ev.RunEvent) -> None:
         rec = mapping.log_record(event)
@@ -463,7 +558,10 @@ class Emitter:
         span.add_event(data.name, data.attributes, timestamp=data.timestamp_ns)
         if event.stage_id:
             span.set_attribute(Key.STAGE_ID, event.stage_id)
+            live.stage_id = event.stage_id
         live.state = event.state
+        if event.scope == ev.SCOPE_NODE and event.state == ev.STATE_RUNNING:
+            self._ensure_heartbeat()
         if terminal:
             end = mapping.span_end(event)
             span.set_attributes(end.attributes)
@@ -471,3 +569,54 @@ class Emitter:
                 span.set_status(Status(StatusCode.ERROR, end.description))
             span.end(end_time=max(now_ns, live.start_ns))
             del self._live[key]
+            self._ended[key] = None
+            if len(self._ended) > _ENDED_MEMORY:
+                self._ended.popitem(last=False)
+
+
+_ENDED_MEMORY = 100_000  # span keys remembered as ended, to refuse a second span of one entity
+
+
+class Terminated(SystemExit):
+    """Raised in the main thread on SIGTERM by :func:`install_sigterm_handler`.
+
+    A ``SystemExit`` with code 143 (128 + SIGTERM); open handles record it as ``failed`` with
+    error class ``Cancelled`` and detail ``received SIGTERM``.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(143)
+
+    def __str__(self) -> str:
+        return "received SIGTERM"
+
+
+def install_sigterm_handler() -> None:
+    """Make SIGTERM raise :class:`Terminated` in the main thread (only from the main thread).
+
+    Python's default SIGTERM ends the process without unwinding, so no handle could record the
+    failure and nothing buffered would be flushed. With this handler the ``with`` blocks unwind,
+    each emits ``failed``/``Cancelled``, and the emitters flush at interpreter exit.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def _raise(signum: int, frame: object) -> None:
+        raise Terminated()
+
+    signal.signal(signal.SIGTERM, _raise)
+
+
+def _shutdown_at_exit(ref: weakref.ref[Emitter]) -> None:
+    emitter = ref()
+    if emitter is not None:
+        emitter.shutdown(timeout_millis=5_000)
+
+
+def _heartbeat_loop(ref: weakref.ref[Emitter], interval_s: float, stopping: threading.Event) -> None:
+    while not stopping.wait(interval_s):
+        emitter = ref()
+        if emitter is None:
+            return
+        emitter.heartbeat()
+        del emitter

@@ -279,6 +279,8 @@ def _transition_attributes(event: ev.RunEvent) -> dict[str, AttrValue]:
         attrs[Key.ERROR_DETAIL] = event.error.detail
     if event.synthetic:
         attrs[Key.SYNTHETIC] = True
+    if event.heartbeat:
+        attrs[Key.HEARTBEAT] = True
     for k in sorted(event.attributes):
         attrs[c.ATTR_PREFIX_EXTRA + k] = event.attributes[k]
     return attrs
@@ -362,7 +364,7 @@ def log_record(event: ev.RunEvent) -> LogRecordData:
         severity_number=severity_number,
         severity_text=severity_text,
         body=_body(event),
-        event_name=c.LOG_EVENT_NAMES[scope_name(event.scope)],
+        event_name=c.HEARTBEAT_EVENT_NAME if event.heartbeat else c.LOG_EVENT_NAMES[scope_name(event.scope)],
         attributes=attrs,
         trace_id=trace_id_for_run(event.run_id),
         span_id=span_id_for(entity_key(event)),
@@ -374,7 +376,10 @@ def metric_points(event: ev.RunEvent) -> list[MetricPoint]:
 
     ``vfo.nodes.active`` moves by +1 when a node attempt enters ``running`` and by -1
     when it leaves it, judged by ``previous_state`` (the emitter fills it in).
+    A heartbeat is no transition: it has no metric points.
     """
+    if event.heartbeat:
+        return []
     scope = scope_name(event.scope)
     state = state_name(event.state)
     base: dict[str, str] = {Key.SCOPE: scope}
@@ -546,8 +551,8 @@ def event_from_attributes(attrs: Mapping[str, Any], time_ns: int) -> ev.RunEvent
         event.error.error_class = error_class
     if detail:
         event.error.detail = detail
-    synthetic = _get(attrs, Key.SYNTHETIC, bool)
-    event.synthetic = bool(synthetic)
+    event.synthetic = bool(_get(attrs, Key.SYNTHETIC, bool))
+    event.heartbeat = bool(_get(attrs, Key.HEARTBEAT, bool))
     for attr_key, value in attrs.items():
         if attr_key.startswith(c.ATTR_PREFIX_EXTRA):
             if not isinstance(value, str):

@@ -26,7 +26,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1avfo/events/v1/events.proto\x12\rvfo.events.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"s\n\x08\x41ssetRef\x12\x10\n\x08\x61sset_id\x18\x01 \x01(\t\x12\x0b\n\x03uri\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\x12\x17\n\nsize_bytes\x18\x04 \x01(\x04H\x00\x88\x01\x01\x12\x12\n\nmedia_type\x18\x05 \x01(\tB\r\n\x0b_size_bytes\"=\n\x07\x43ommand\x12\x14\n\x0c\x63ommand_line\x18\x01 \x01(\t\x12\x0c\n\x04\x61rgv\x18\x02 \x03(\t\x12\x0e\n\x06\x61\x63tion\x18\x03 \x01(\t\",\n\x05\x45rror\x12\x13\n\x0b\x65rror_class\x18\x01 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t\"\x8a\x06\n\x08RunEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tsource_id\x18\x03 \x01(\t\x12\x10\n\x08sequence\x18\x04 \x01(\x04\x12#\n\x05scope\x18\x05 \x01(\x0e\x32\x14.vfo.events.v1.Scope\x12\x0e\n\x06run_id\x18\x06 \x01(\t\x12\x13\n\x0bpipeline_id\x18\x07 \x01(\t\x12\x10\n\x08\x61sset_id\x18\x08 \x01(\t\x12\x0f\n\x07node_id\x18\t \x01(\t\x12\x10\n\x08stage_id\x18\n \x01(\t\x12\x12\n\nattempt_id\x18\x0b \x01(\r\x12#\n\x05state\x18\x0c \x01(\x0e\x32\x14.vfo.events.v1.State\x12,\n\x0eprevious_state\x18\r \x01(\x0e\x32\x14.vfo.events.v1.State\x12+\n\x08\x64uration\x18\x0e \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x16\n\texit_code\x18\x0f \x01(\x05H\x00\x88\x01\x01\x12\'\n\x07\x63ommand\x18\x10 \x01(\x0b\x32\x16.vfo.events.v1.Command\x12\'\n\x06inputs\x18\x11 \x03(\x0b\x32\x17.vfo.events.v1.AssetRef\x12(\n\x07outputs\x18\x12 \x03(\x0b\x32\x17.vfo.events.v1.AssetRef\x12#\n\x05\x65rror\x18\x13 \x01(\x0b\x32\x14.vfo.events.v1.Error\x12\x19\n\x11upstream_node_ids\x18\x14 \x03(\t\x12;\n\nattributes\x18\x15 \x03(\x0b\x32\'.vfo.events.v1.RunEvent.AttributesEntry\x12\x11\n\tsynthetic\x18\x16 \x01(\x08\x12%\n\x06origin\x18\x17 \x01(\x0b\x32\x15.vfo.events.v1.Origin\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x0c\n\n_exit_code\"J\n\x06Origin\x12\x14\n\x0cservice_name\x18\x01 \x01(\t\x12\x17\n\x0fservice_version\x18\x02 \x01(\t\x12\x11\n\thost_name\x18\x03 \x01(\t\"8\n\rRunEventBatch\x12\'\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x17.vfo.events.v1.RunEvent*\x8f\x01\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x10\n\x0cSTATE_QUEUED\x10\x01\x12\x11\n\rSTATE_RUNNING\x10\x02\x12\x11\n\rSTATE_WAITING\x10\x03\x12\x12\n\x0eSTATE_COMPLETE\x10\x04\x12\x10\n\x0cSTATE_FAILED\x10\x05\x12\x11\n\rSTATE_SKIPPED\x10\x06*b\n\x05Scope\x12\x15\n\x11SCOPE_UNSPECIFIED\x10\x00\x12\r\n\tSCOPE_RUN\x10\x01\x12\x12\n\x0eSCOPE_PIPELINE\x10\x02\x12\x0f\n\x0bSCOPE_ASSET\x10\x03\x12\x0e\n\nSCOPE_NODE\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1avfo/events/v1/events.proto\x12\rvfo.events.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"s\n\x08\x41ssetRef\x12\x10\n\x08\x61sset_id\x18\x01 \x01(\t\x12\x0b\n\x03uri\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\x12\x17\n\nsize_bytes\x18\x04 \x01(\x04H\x00\x88\x01\x01\x12\x12\n\nmedia_type\x18\x05 \x01(\tB\r\n\x0b_size_bytes\"=\n\x07\x43ommand\x12\x14\n\x0c\x63ommand_line\x18\x01 \x01(\t\x12\x0c\n\x04\x61rgv\x18\x02 \x03(\t\x12\x0e\n\x06\x61\x63tion\x18\x03 \x01(\t\",\n\x05\x45rror\x12\x13\n\x0b\x65rror_class\x18\x01 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t\"\x9d\x06\n\x08RunEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tsource_id\x18\x03 \x01(\t\x12\x10\n\x08sequence\x18\x04 \x01(\x04\x12#\n\x05scope\x18\x05 \x01(\x0e\x32\x14.vfo.events.v1.Scope\x12\x0e\n\x06run_id\x18\x06 \x01(\t\x12\x13\n\x0bpipeline_id\x18\x07 \x01(\t\x12\x10\n\x08\x61sset_id\x18\x08 \x01(\t\x12\x0f\n\x07node_id\x18\t \x01(\t\x12\x10\n\x08stage_id\x18\n \x01(\t\x12\x12\n\nattempt_id\x18\x0b \x01(\r\x12#\n\x05state\x18\x0c \x01(\x0e\x32\x14.vfo.events.v1.State\x12,\n\x0eprevious_state\x18\r \x01(\x0e\x32\x14.vfo.events.v1.State\x12+\n\x08\x64uration\x18\x0e \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x16\n\texit_code\x18\x0f \x01(\x05H\x00\x88\x01\x01\x12\'\n\x07\x63ommand\x18\x10 \x01(\x0b\x32\x16.vfo.events.v1.Command\x12\'\n\x06inputs\x18\x11 \x03(\x0b\x32\x17.vfo.events.v1.AssetRef\x12(\n\x07outputs\x18\x12 \x03(\x0b\x32\x17.vfo.events.v1.AssetRef\x12#\n\x05\x65rror\x18\x13 \x01(\x0b\x32\x14.vfo.events.v1.Error\x12\x19\n\x11upstream_node_ids\x18\x14 \x03(\t\x12;\n\nattributes\x18\x15 \x03(\x0b\x32\'.vfo.events.v1.RunEvent.AttributesEntry\x12\x11\n\tsynthetic\x18\x16 \x01(\x08\x12%\n\x06origin\x18\x17 \x01(\x0b\x32\x15.vfo.events.v1.Origin\x12\x11\n\theartbeat\x18\x18 \x01(\x08\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x0c\n\n_exit_code\"J\n\x06Origin\x12\x14\n\x0cservice_name\x18\x01 \x01(\t\x12\x17\n\x0fservice_version\x18\x02 \x01(\t\x12\x11\n\thost_name\x18\x03 \x01(\t\"8\n\rRunEventBatch\x12\'\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x17.vfo.events.v1.RunEvent*\x8f\x01\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x10\n\x0cSTATE_QUEUED\x10\x01\x12\x11\n\rSTATE_RUNNING\x10\x02\x12\x11\n\rSTATE_WAITING\x10\x03\x12\x12\n\x0eSTATE_COMPLETE\x10\x04\x12\x10\n\x0cSTATE_FAILED\x10\x05\x12\x11\n\rSTATE_SKIPPED\x10\x06*b\n\x05Scope\x12\x15\n\x11SCOPE_UNSPECIFIED\x10\x00\x12\r\n\tSCOPE_RUN\x10\x01\x12\x12\n\x0eSCOPE_PIPELINE\x10\x02\x12\x0f\n\x0bSCOPE_ASSET\x10\x03\x12\x0e\n\nSCOPE_NODE\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,10 +35,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_RUNEVENT_ATTRIBUTESENTRY']._loaded_options = None
   _globals['_RUNEVENT_ATTRIBUTESENTRY']._serialized_options = b'8\001'
-  _globals['_STATE']._serialized_start=1252
-  _globals['_STATE']._serialized_end=1395
-  _globals['_SCOPE']._serialized_start=1397
-  _globals['_SCOPE']._serialized_end=1495
+  _globals['_STATE']._serialized_start=1271
+  _globals['_STATE']._serialized_end=1414
+  _globals['_SCOPE']._serialized_start=1416
+  _globals['_SCOPE']._serialized_end=1514
   _globals['_ASSETREF']._serialized_start=110
   _globals['_ASSETREF']._serialized_end=225
   _globals['_COMMAND']._serialized_start=227
@@ -46,11 +46,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ERROR']._serialized_start=290
   _globals['_ERROR']._serialized_end=334
   _globals['_RUNEVENT']._serialized_start=337
-  _globals['_RUNEVENT']._serialized_end=1115
-  _globals['_RUNEVENT_ATTRIBUTESENTRY']._serialized_start=1052
-  _globals['_RUNEVENT_ATTRIBUTESENTRY']._serialized_end=1101
-  _globals['_ORIGIN']._serialized_start=1117
-  _globals['_ORIGIN']._serialized_end=1191
-  _globals['_RUNEVENTBATCH']._serialized_start=1193
-  _globals['_RUNEVENTBATCH']._serialized_end=1249
+  _globals['_RUNEVENT']._serialized_end=1134
+  _globals['_RUNEVENT_ATTRIBUTESENTRY']._serialized_start=1071
+  _globals['_RUNEVENT_ATTRIBUTESENTRY']._serialized_end=1120
+  _globals['_ORIGIN']._serialized_start=1136
+  _globals['_ORIGIN']._serialized_end=1210
+  _globals['_RUNEVENTBATCH']._serialized_start=1212
+  _globals['_RUNEVENTBATCH']._serialized_end=1268
 # @@protoc_insertion_point(module_scope)

@@ -74,7 +74,7 @@ class Error(_message.Message):
     def __init__(self, error_class: _Optional[str] = ..., detail: _Optional[str] = ...) -> None: ...
 
 class RunEvent(_message.Message):
-    __slots__ = ("event_id", "time", "source_id", "sequence", "scope", "run_id", "pipeline_id", "asset_id", "node_id", "stage_id", "attempt_id", "state", "previous_state", "duration", "exit_code", "command", "inputs", "outputs", "error", "upstream_node_ids", "attributes", "synthetic", "origin")
+    __slots__ = ("event_id", "time", "source_id", "sequence", "scope", "run_id", "pipeline_id", "asset_id", "node_id", "stage_id", "attempt_id", "state", "previous_state", "duration", "exit_code", "command", "inputs", "outputs", "error", "upstream_node_ids", "attributes", "synthetic", "origin", "heartbeat")
     class AttributesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -105,6 +105,7 @@ class RunEvent(_message.Message):
     ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
     SYNTHETIC_FIELD_NUMBER: _ClassVar[int]
     ORIGIN_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     event_id: str
     time: _timestamp_pb2.Timestamp
     source_id: str
@@ -128,7 +129,8 @@ class RunEvent(_message.Message):
     attributes: _containers.ScalarMap[str, str]
     synthetic: bool
     origin: Origin
-    def __init__(self, event_id: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., source_id: _Optional[str] = ..., sequence: _Optional[int] = ..., scope: _Optional[_Union[Scope, str]] = ..., run_id: _Optional[str] = ..., pipeline_id: _Optional[str] = ..., asset_id: _Optional[str] = ..., node_id: _Optional[str] = ..., stage_id: _Optional[str] = ..., attempt_id: _Optional[int] = ..., state: _Optional[_Union[State, str]] = ..., previous_state: _Optional[_Union[State, str]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., exit_code: _Optional[int] = ..., command: _Optional[_Union[Command, _Mapping]] = ..., inputs: _Optional[_Iterable[_Union[AssetRef, _Mapping]]] = ..., outputs: _Optional[_Iterable[_Union[AssetRef, _Mapping]]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., upstream_node_ids: _Optional[_Iterable[str]] = ..., attributes: _Optional[_Mapping[str, str]] = ..., synthetic: _Optional[bool] = ..., origin: _Optional[_Union[Origin, _Mapping]] = ...) -> None: ...
+    heartbeat: bool
+    def __init__(self, event_id: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., source_id: _Optional[str] = ..., sequence: _Optional[int] = ..., scope: _Optional[_Union[Scope, str]] = ..., run_id: _Optional[str] = ..., pipeline_id: _Optional[str] = ..., asset_id: _Optional[str] = ..., node_id: _Optional[str] = ..., stage_id: _Optional[str] = ..., attempt_id: _Optional[int] = ..., state: _Optional[_Union[State, str]] = ..., previous_state: _Optional[_Union[State, str]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., exit_code: _Optional[int] = ..., command: _Optional[_Union[Command, _Mapping]] = ..., inputs: _Optional[_Iterable[_Union[AssetRef, _Mapping]]] = ..., outputs: _Optional[_Iterable[_Union[AssetRef, _Mapping]]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., upstream_node_ids: _Optional[_Iterable[str]] = ..., attributes: _Optional[_Mapping[str, str]] = ..., synthetic: _Optional[bool] = ..., origin: _Optional[_Union[Origin, _Mapping]] = ..., heartbeat: _Optional[bool] = ...) -> None: ...
 
 class Origin(_message.Message):
     __slots__ = ("service_name", "service_version", "host_name")
