@@ -1,7 +1,8 @@
 """The ``vfo-otel`` command line (click).
 
-Every option can also be set by environment variable ``VFO_OTEL_<COMMAND>_<OPTION>``
-(e.g. ``VFO_OTEL_SERVE_STORE``); OTLP exporters also honour the standard ``OTEL_*``
+Every option can also be set by environment variable ``VFO_OTEL_<COMMAND>_<PARAMETER>``,
+named after the option's parameter (e.g. ``VFO_OTEL_SERVE_STORE_PATH`` for ``--store``,
+``VFO_OTEL_SERVE_GRPC_ADDRESS``); OTLP exporters also honour the standard ``OTEL_*``
 variables.
 """
 

@@ -58,6 +58,8 @@ def _rank(event: ev.RunEvent) -> int:
 
 
 OrderKey = tuple[int, int, str]
+#: (start, end, duration, last update) of an entity, ns; None when unknown.
+_Times = tuple[int | None, int | None, int | None, int]
 
 
 def _key(event: ev.RunEvent, time_ns: int) -> OrderKey:
@@ -109,7 +111,8 @@ class _Acc:
             self.synthetic = event.synthetic
             terminal = event.state in _TERMINAL
             self.end_ns = time_ns if terminal else None
-            self.duration_ns = event.duration.ToNanoseconds() if terminal and event.HasField("duration") else None
+            has_duration = terminal and event.HasField("duration")
+            self.duration_ns = event.duration.ToNanoseconds() if has_duration else None
             self.error = ((event.error.error_class, event.error.detail)
                           if event.state == ev.STATE_FAILED and event.HasField("error") else None)
         if self.first_ns is None or time_ns < self.first_ns:
@@ -301,21 +304,29 @@ class RunFold:
             return self.acc.state
         return derive_state(self._pipeline_state(p) for p in self.pipelines.values())
 
-    def _span(self, acc: _Acc, children: Iterable[_Acc]) -> tuple[int | None, int | None, int | None, int]:
-        """(start, end, duration, last update) of an entity, widened by its children when unreported."""
+    @staticmethod
+    def _span(acc: _Acc, kids: Iterable[_Times]) -> _Times:
+        """(start, end, duration, last update) of an entity, widened by its children's when unreported."""
         start, end, last = acc.start_ns(), acc.end_ns, acc.last_ns
         duration = acc.duration()
-        kids = list(children)
-        if kids:
-            kid_starts = [s for s in (k.start_ns() for k in kids) if s is not None]
-            kid_ends = [k.end_ns for k in kids if k.end_ns is not None]
-            last = max([last, *(k.last_ns for k in kids)])
+        spans = list(kids)
+        if spans:
+            kid_starts = [k[0] for k in spans if k[0] is not None]
+            kid_ends = [k[1] for k in spans if k[1] is not None]
+            last = max([last, *(k[3] for k in spans)])
             if start is None and kid_starts:
                 start = min(kid_starts)
-            if not acc.reported and kid_ends and len(kid_ends) == len(kids):
+            if not acc.reported and kid_ends and len(kid_ends) == len(spans):
                 end = max(kid_ends)
                 duration = max(end - start, 0) if start is not None else None
         return start, end, duration, last
+
+    def _asset_times(self, asset: _Asset) -> _Times:
+        latest = [n.latest()[1] for n in asset.nodes.values() if n.attempts]
+        return self._span(asset.acc, (self._span(a, ()) for a in latest))
+
+    def _pipeline_times(self, pipe: _Pipeline) -> _Times:
+        return self._span(pipe.acc, (self._asset_times(a) for a in pipe.assets.values()))
 
     def _fill_error(self, acc: _Acc, state: int, out: ev.Error) -> None:
         if acc.error is not None and state == ev.STATE_FAILED:
@@ -324,9 +335,7 @@ class RunFold:
     def header(self) -> db.RunHeader:
         """The run header (state, times, origin, command, attributes, error)."""
         h = db.RunHeader(run_id=self.run_id, state=self.state(), state_reported=self.acc.reported)  # type: ignore[arg-type]
-        kids = [p.acc for p in self.pipelines.values()] + [
-            a.acc for p in self.pipelines.values() for a in p.assets.values()
-        ]
+        kids = (self._pipeline_times(p) for p in self.pipelines.values())
         start, end, duration, last = self._span(self.acc, kids)
         _ts(start, h.start_time)
         if h.state in _TERMINAL:
@@ -363,13 +372,11 @@ class RunFold:
         state = self._asset_state(asset)
         out = db.AssetSummary(asset_id=asset_id, state=state, state_reported=asset.acc.reported)  # type: ignore[arg-type]
         current: tuple[tuple[int, int], str, str] | None = None
-        latest_accs: list[_Acc] = []
         for node_id, node in asset.nodes.items():
             if not node.attempts:
                 continue
             out.attempts += len(node.attempts)
             _, acc = node.latest()
-            latest_accs.append(acc)
             _count(out.node_counts, acc.state)
             active = acc.state in (ev.STATE_RUNNING, ev.STATE_WAITING)
             rank = (1 if active else 0, acc.last_ns)
@@ -378,7 +385,7 @@ class RunFold:
                 current = cand
         if current is not None:
             out.current_node_id, out.current_stage_id = current[1], current[2]
-        start, end, duration, last = self._span(asset.acc, latest_accs)
+        start, end, duration, last = self._asset_times(asset)
         _ts(start, out.start_time)
         if state in _TERMINAL:
             _ts(end, out.end_time)
@@ -394,7 +401,8 @@ class RunFold:
         for asset in pipe.assets.values():
             for node_id, node in asset.nodes.items():
                 old = stages.get(node_id)
-                if old is None or (node.stage_key is not None and (old[0] is None or node.stage_key > old[0])):
+                key = node.stage_key
+                if old is None or (key is not None and (old[0] is None or key > old[0])):
                     stages[node_id] = (node.stage_key, node.stage)
                 upstream.setdefault(node_id, set()).update(node.upstream)
                 if node.attempts:
@@ -406,8 +414,8 @@ class RunFold:
         depth = _depths(upstream)
         wf = db.Workflow()
         for node_id in sorted(upstream, key=lambda n: (depth[n], n)):
-            wf.nodes.add(node_id=node_id, stage_id=stages[node_id][1], counts=_counts(states.get(node_id, ())),
-                         depth=depth[node_id])
+            wf.nodes.add(node_id=node_id, stage_id=stages[node_id][1],
+                         counts=_counts(states.get(node_id, ())), depth=depth[node_id])
         for node_id in sorted(upstream):
             for u in sorted(upstream[node_id]):
                 wf.edges.add(from_node_id=u, to_node_id=node_id)
@@ -416,7 +424,7 @@ class RunFold:
     def _pipeline(self, pipeline_id: str, pipe: _Pipeline) -> db.Pipeline:
         state = self._pipeline_state(pipe)
         out = db.Pipeline(pipeline_id=pipeline_id, state=state, state_reported=pipe.acc.reported)  # type: ignore[arg-type]
-        start, end, duration, _ = self._span(pipe.acc, [a.acc for a in pipe.assets.values()])
+        start, end, duration, _ = self._pipeline_times(pipe)
         _ts(start, out.start_time)
         if state in _TERMINAL:
             _ts(end, out.end_time)
@@ -426,7 +434,8 @@ class RunFold:
             out.assets.append(row)
             _count(out.asset_counts, row.state)
             for name in _STATE_FIELD.values():
-                setattr(out.node_counts, name, getattr(out.node_counts, name) + getattr(row.node_counts, name))
+                total = getattr(out.node_counts, name) + getattr(row.node_counts, name)
+                setattr(out.node_counts, name, total)
             out.node_counts.total += row.node_counts.total
         out.workflow.CopyFrom(self._workflow(pipe))
         self._fill_error(pipe.acc, state, out.error)

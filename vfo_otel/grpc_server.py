@@ -37,6 +37,7 @@ from vfo_otel.errors import Overloaded, ReceiverError, Unauthenticated, grpc_cod
 from vfo_otel.fold import Selection
 from vfo_otel.ingest import Decoded, decode_logs, decode_traces
 from vfo_otel.service import Receiver
+from vfo_otel.store import StoreError
 
 __all__ = ["create_server"]
 
@@ -89,6 +90,9 @@ class _Otlp:
         except ReceiverError as exc:
             await _abort(context, exc)
             return None
+        except StoreError as exc:  # retryable for the sender: nothing of the batch was acknowledged
+            await _abort(context, Overloaded(f"event store unavailable: {exc}", retry_after_s=5.0))
+            return None
 
 
 class LogsServicer(logs_service_pb2_grpc.LogsServiceServicer):  # type: ignore[misc]
@@ -97,8 +101,9 @@ class LogsServicer(logs_service_pb2_grpc.LogsServiceServicer):  # type: ignore[m
     def __init__(self, otlp: _Otlp) -> None:
         self._otlp = otlp
 
-    async def Export(self, request: logs_service_pb2.ExportLogsServiceRequest,  # noqa: N802
-                     context: grpc.aio.ServicerContext[Any, Any]) -> logs_service_pb2.ExportLogsServiceResponse:
+    async def Export(self, request: logs_service_pb2.ExportLogsServiceRequest,
+                     context: grpc.aio.ServicerContext[Any, Any]
+                     ) -> logs_service_pb2.ExportLogsServiceResponse:
         limits = self._otlp.receiver.config.limits
         decoded = await self._otlp.export(context, lambda: decode_logs(request, limits), "logs")
         resp = logs_service_pb2.ExportLogsServiceResponse()
@@ -114,8 +119,9 @@ class TraceServicer(trace_service_pb2_grpc.TraceServiceServicer):  # type: ignor
     def __init__(self, otlp: _Otlp) -> None:
         self._otlp = otlp
 
-    async def Export(self, request: trace_service_pb2.ExportTraceServiceRequest,  # noqa: N802
-                     context: grpc.aio.ServicerContext[Any, Any]) -> trace_service_pb2.ExportTraceServiceResponse:
+    async def Export(self, request: trace_service_pb2.ExportTraceServiceRequest,
+                     context: grpc.aio.ServicerContext[Any, Any]
+                     ) -> trace_service_pb2.ExportTraceServiceResponse:
         limits = self._otlp.receiver.config.limits
         decoded = await self._otlp.export(context, lambda: decode_traces(request, limits), "traces")
         resp = trace_service_pb2.ExportTraceServiceResponse()
@@ -131,15 +137,20 @@ class MetricsServicer(metrics_service_pb2_grpc.MetricsServiceServicer):  # type:
     def __init__(self, otlp: _Otlp) -> None:
         self._otlp = otlp
 
-    async def Export(self, request: metrics_service_pb2.ExportMetricsServiceRequest,  # noqa: N802
+    async def Export(self, request: metrics_service_pb2.ExportMetricsServiceRequest,
                      context: grpc.aio.ServicerContext[Any, Any]
                      ) -> metrics_service_pb2.ExportMetricsServiceResponse:
         try:
             self._otlp.auth.check(context)
         except ReceiverError as exc:
             await _abort(context, exc)
-        n = sum(len(m.ListFields()) for rm in request.resource_metrics for sm in rm.scope_metrics
-                for m in sm.metrics)
+        n = 0
+        for rm in request.resource_metrics:
+            for sm in rm.scope_metrics:
+                for m in sm.metrics:
+                    kind = m.WhichOneof("data")
+                    if kind is not None:
+                        n += len(getattr(m, kind).data_points)
         self._otlp.receiver.stats.metrics_points_ignored += n
         return metrics_service_pb2.ExportMetricsServiceResponse()
 
@@ -158,24 +169,24 @@ class SnapshotServicer(db_grpc.SnapshotServiceServicer):  # type: ignore[misc]
         except ReceiverError as exc:
             await _abort(context, exc)
 
-    async def ListRuns(self, request: db.ListRunsRequest,  # noqa: N802
+    async def ListRuns(self, request: db.ListRunsRequest,
                        context: grpc.aio.ServicerContext[Any, Any]) -> db.ListRunsResponse:
         return await self._call(context, lambda: self._receiver.list_runs(
             request.page_size, request.page_token, request.state))
 
-    async def GetSnapshot(self, request: db.GetSnapshotRequest,  # noqa: N802
+    async def GetSnapshot(self, request: db.GetSnapshotRequest,
                           context: grpc.aio.ServicerContext[Any, Any]) -> db.GetSnapshotResponse:
         snap = await self._call(context, lambda: self._receiver.snapshot(
             request.run_id, Selection(request.pipeline_id, request.asset_id)))
         return db.GetSnapshotResponse(snapshot=snap)
 
-    async def WatchSnapshot(self, request: db.WatchSnapshotRequest,  # noqa: N802
+    async def WatchSnapshot(self, request: db.WatchSnapshotRequest,
                             context: grpc.aio.ServicerContext[Any, Any]
                             ) -> AsyncIterator[db.WatchSnapshotResponse]:
         try:
             self._auth.check(context)
-            async for snap in self._receiver.watch(request.run_id, Selection(request.pipeline_id, request.asset_id),
-                                                   request.after_revision):
+            selection = Selection(request.pipeline_id, request.asset_id)
+            async for snap in self._receiver.watch(request.run_id, selection, request.after_revision):
                 yield db.WatchSnapshotResponse(snapshot=snap)
         except ReceiverError as exc:
             await _abort(context, exc)

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -32,6 +34,9 @@ from vfo_otel.store import EventStore
 __all__ = ["Receiver", "ReceiverStats"]
 
 _log = logging.getLogger("vfo_otel.receiver")
+
+#: How often a running receiver re-applies retention (seconds); also applied at start.
+RETENTION_INTERVAL_S = 3600.0
 
 
 @dataclass
@@ -112,9 +117,24 @@ class Receiver:
             _log.info("replayed %d events of %d runs from %s", replayed, len(self.fold.runs),
                       self.config.store_path)
         await self.apply_retention()
+        if self.config.retention_runs is not None or self.config.retention_days is not None:
+            self._retention_task = asyncio.create_task(self._retention_loop(), name="vfo-retention")
+
+    async def _retention_loop(self) -> None:
+        while True:
+            await asyncio.sleep(RETENTION_INTERVAL_S)
+            try:
+                await self.apply_retention()
+            except Exception:  # never crash after start; try again next time
+                _log.exception("retention failed")
 
     async def stop(self) -> None:
         """Close the store (safe to call twice or before start)."""
+        if self._retention_task is not None:
+            task, self._retention_task = self._retention_task, None
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         if self._store is not None:
             store, self._store = self._store, None
             await asyncio.get_running_loop().run_in_executor(self._io, store.close)
@@ -174,6 +194,10 @@ class Receiver:
                 self.fold.drop(run_id)
                 for key in [k for k in self._cache if k[0] == run_id]:
                     del self._cache[key]
+                watch = self._watches.get(run_id)
+                if watch is not None:  # its watchers end with NotFound
+                    async with watch.cond:
+                        watch.cond.notify_all()
             self.stats.runs_expired += len(expired)
         return expired
 
@@ -260,4 +284,9 @@ class Receiver:
                 yield snap
                 continue
             async with watch.cond:
-                await watch.cond.wait_for(lambda: (r := self.fold.runs.get(run_id)) is None or r.revision > last)
+                await watch.cond.wait_for(functools.partial(self._changed, run_id, last))
+
+    def _changed(self, run_id: str, revision: int) -> bool:
+        """True when the run was removed or has a revision greater than ``revision``."""
+        run = self.fold.runs.get(run_id)
+        return run is None or run.revision > revision

@@ -115,8 +115,7 @@ class EventStore:
                 self._db.execute("COMMIT")
                 return new
             except sqlite3.Error as exc:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
+                self._rollback()
                 raise StoreError(f"cannot write to event store {self.path}: {exc}") from exc
 
     def replay(self, batch_size: int = 5000) -> Iterator[list[ev.RunEvent]]:
@@ -137,16 +136,19 @@ class EventStore:
         with self._lock:
             if run_id is None:
                 return int(self._db.execute("SELECT count(*) FROM events").fetchone()[0])
-            return int(self._db.execute("SELECT count(*) FROM events WHERE run_id = ?", (run_id,)).fetchone()[0])
+            row = self._db.execute("SELECT count(*) FROM events WHERE run_id = ?", (run_id,)).fetchone()
+            return int(row[0])
 
     def expired_runs(self, *, max_runs: int | None, min_time_ns: int | None) -> list[str]:
         """Runs outside retention: beyond the newest ``max_runs`` (by last event time) or last
         updated before ``min_time_ns``."""
         with self._lock:
-            rows = self._db.execute("SELECT run_id, last_time_ns FROM runs ORDER BY last_time_ns DESC, run_id")
+            rows = self._db.execute(
+                "SELECT run_id, last_time_ns FROM runs ORDER BY last_time_ns DESC, run_id")
             out = []
             for i, (run_id, last) in enumerate(rows):
-                if (max_runs is not None and i >= max_runs) or (min_time_ns is not None and last < min_time_ns):
+                too_many = max_runs is not None and i >= max_runs
+                if too_many or (min_time_ns is not None and last < min_time_ns):
                     out.append(run_id)
             return out
 
@@ -164,9 +166,16 @@ class EventStore:
                 self._db.execute("COMMIT")
                 return deleted
             except sqlite3.Error as exc:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
+                self._rollback()
                 raise StoreError(f"cannot delete from event store {self.path}: {exc}") from exc
+
+    def _rollback(self) -> None:
+        """Roll back an open transaction; a broken connection (e.g. closed) is left as it is."""
+        try:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
 
     def close(self) -> None:
         """Close the database (idempotent)."""

@@ -1,0 +1,174 @@
+"""The SQLite event store: de-duplication, durability across reopen, retention."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.receiver import T0_NS, event, node
+from vfo_otel._gen.vfo.events.v1 import events_pb2 as ev
+from vfo_otel.config import ReceiverConfig
+from vfo_otel.errors import NotFound
+from vfo_otel.fold import Selection, snapshot_of
+from vfo_otel.service import Receiver
+from vfo_otel.store import EventStore, StoreError
+
+C, R = ev.STATE_COMPLETE, ev.STATE_RUNNING
+
+
+def _all(store: EventStore) -> list[ev.RunEvent]:
+    return [e for batch in store.replay(batch_size=2) for e in batch]
+
+
+def test_append_dedups_within_batch_and_across_batches(tmp_path: Path) -> None:
+    store = EventStore(tmp_path / "s.sqlite3")
+    a, b, c = node("x", R, t_s=1), node("x", C, t_s=2), node("y", C, t_s=3)
+    assert store.append([a, b, a]) == [a, b]
+    assert store.append([b, c]) == [c]
+    assert store.append([a, b, c]) == []
+    assert store.append([]) == []
+    assert store.count() == 3 and store.count("r1") == 3 and store.count("nope") == 0
+    assert [e.event_id for e in _all(store)] == [a.event_id, b.event_id, c.event_id]  # insertion order
+    store.close()
+    store.close()  # idempotent
+
+
+def test_a_duplicate_id_keeps_the_first_payload(tmp_path: Path) -> None:
+    store = EventStore(tmp_path / "s.sqlite3")
+    first = node("x", R, t_s=1, eid="same")
+    second = node("x", C, t_s=2, eid="same")
+    store.append([first])
+    assert store.append([second]) == []
+    assert _all(store) == [first]
+    store.close()
+
+
+def test_close_and_reopen_replays_the_same_events(tmp_path: Path) -> None:
+    path = tmp_path / "deep" / "folder" / "s.sqlite3"  # the folder is created
+    events = [
+        event(ev.SCOPE_RUN, R, t_s=0),
+        node("x", R, t_s=1, command=ev.Command(argv=["a", "b"])),
+        node("x", C, t_s=2, exit_code=3, attributes={"k": "v"}),
+        node("y", C, t_s=2, run="r2"),
+    ]
+    store = EventStore(path)
+    store.append(events[:2])
+    store.append(events[2:])
+    store.close()
+
+    store = EventStore(path, fsync=True)
+    replayed = _all(store)
+    assert replayed == events
+    assert store.append(events) == []  # still known after reopen
+    sel = Selection("p", "a")
+    assert snapshot_of(replayed, "r1", sel, 1) == snapshot_of(events, "r1", sel, 1)
+    store.close()
+
+
+def test_uses_wal_and_the_requested_synchronous_mode(tmp_path: Path) -> None:
+    store = EventStore(tmp_path / "s.sqlite3")
+    assert store._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+    store.close()
+    store = EventStore(tmp_path / "s.sqlite3", fsync=True)
+    assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    store.close()
+
+
+def test_unknown_schema_and_unreadable_file_raise_store_error(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite3"
+    EventStore(path).close()
+    db = sqlite3.connect(path)
+    db.execute("UPDATE meta SET value='99' WHERE key='schema'")
+    db.commit()
+    db.close()
+    with pytest.raises(StoreError, match="has schema 99; this version reads schema 1"):
+        EventStore(path)
+    junk = tmp_path / "junk.sqlite3"
+    junk.write_bytes(b"not a database" * 100)
+    with pytest.raises(StoreError, match="cannot open event store"):
+        EventStore(junk)
+
+
+def _run(store: EventStore, run_id: str, t_s: float) -> None:
+    store.append([event(ev.SCOPE_RUN, C, t_s=t_s, run=run_id), node("x", C, t_s=t_s - 1, run=run_id)])
+
+
+def test_retention_by_runs_keeps_the_newest_by_last_event(tmp_path: Path) -> None:
+    store = EventStore(tmp_path / "s.sqlite3")
+    _run(store, "old", 10)
+    _run(store, "mid", 20)
+    _run(store, "new", 30)
+    store.append([node("y", C, t_s=40, run="old")])  # "old" got a late event: now the newest
+    assert store.expired_runs(max_runs=2, min_time_ns=None) == ["mid"]
+    assert store.expired_runs(max_runs=3, min_time_ns=None) == []
+    assert store.delete_runs(["mid"]) == 2
+    assert store.count("mid") == 0 and store.count() == 5
+    assert store.expired_runs(max_runs=1, min_time_ns=None) == ["new"]
+    assert store.delete_runs([]) == 0
+    store.close()
+
+
+def test_retention_by_days(tmp_path: Path) -> None:
+    store = EventStore(tmp_path / "s.sqlite3")
+    _run(store, "a", 10)
+    _run(store, "b", 100)
+    assert store.expired_runs(max_runs=None, min_time_ns=T0_NS + 50 * 10**9) == ["a"]
+    assert store.expired_runs(max_runs=None, min_time_ns=None) == []
+    store.close()
+
+
+async def test_receiver_applies_retention_on_start_and_replays_the_rest(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite3"
+    store = EventStore(path)
+    now_s = time.time()
+    day = 86_400.0
+    stale = [event(ev.SCOPE_RUN, C, t_s=0, run="stale")]
+    stale[0].time.FromNanoseconds(int((now_s - 10 * day) * 1e9))
+    fresh = [event(ev.SCOPE_RUN, R, t_s=0, run=f"fresh-{i}") for i in range(3)]
+    for i, e in enumerate(fresh):
+        e.time.FromNanoseconds(int((now_s - i) * 1e9))  # fresh-0 newest
+    store.append(stale + fresh)
+    store.close()
+
+    receiver = Receiver(ReceiverConfig(store_path=str(path), retention_days=7, retention_runs=None))
+    await receiver.start()
+    try:
+        assert sorted(receiver.fold.runs) == ["fresh-0", "fresh-1", "fresh-2"]
+        assert receiver.stats.runs_expired == 1
+    finally:
+        await receiver.stop()
+
+    receiver = Receiver(ReceiverConfig(store_path=str(path), retention_runs=2))
+    await receiver.start()
+    try:
+        assert sorted(receiver.fold.runs) == ["fresh-0", "fresh-1"]
+        assert await receiver.apply_retention() == []
+    finally:
+        await receiver.stop()
+        await receiver.stop()  # safe twice
+    reopened = EventStore(path)
+    assert reopened.count() == 2
+    reopened.close()
+
+
+async def test_watchers_of_a_run_removed_by_retention_end_with_not_found() -> None:
+    receiver = Receiver(ReceiverConfig(store_path=":memory:", retention_runs=1))
+    await receiver.start()
+    try:
+        assert await receiver.ingest([event(ev.SCOPE_RUN, R, t_s=0, run="old")]) == 1
+        it = receiver.watch("old").__aiter__()
+        assert (await asyncio.wait_for(it.__anext__(), 10)).revision == 1
+        pending = asyncio.ensure_future(it.__anext__())
+        await receiver.ingest([event(ev.SCOPE_RUN, R, t_s=5, run="new")])
+        assert await receiver.apply_retention() == ["old"]
+        with pytest.raises(NotFound, match="run 'old' was removed"):
+            await asyncio.wait_for(pending, 10)
+        with pytest.raises(NotFound):
+            receiver.snapshot("old")
+    finally:
+        await receiver.stop()
