@@ -51,7 +51,9 @@ def generate(out_dir: pathlib.Path) -> None:
         if out_dir.exists():
             shutil.rmtree(out_dir)
         shutil.copytree(tmp_root, out_dir)
-        (out_dir / "__init__.py").write_text('"""Generated protobuf code: do not edit; run `make proto`."""\n')
+        (out_dir / "__init__.py").write_text(
+            '"""Generated protobuf code: do not edit; run `make proto`."""\n'
+        )
 
 
 if __name__ == "__main__":

@@ -21,8 +21,12 @@ def telemetry() -> Iterator[InMemoryTelemetry]:
     t.close()
 
 
-def _reference_scenario(emitter: Emitter, run_id: str = "run-1", pipeline_id: str = "video",
-                        assets: tuple[str, ...] = ("clip-1", "clip-2")) -> None:
+def _reference_scenario(
+    emitter: Emitter,
+    run_id: str = "run-1",
+    pipeline_id: str = "video",
+    assets: tuple[str, ...] = ("clip-1", "clip-2"),
+) -> None:
     """One run, one pipeline (a -> b, a -> c), two assets; node b fails once on the first asset."""
     with emitter.run(run_id) as run, run.pipeline(pipeline_id, WORKFLOW) as pipeline:
         for i, asset_id in enumerate(assets):

@@ -15,9 +15,24 @@ BEGIN, END = "<!-- conventions:begin -->", "<!-- conventions:end -->"
 
 #: Keys that identify work items or carry free text: never a metric label or resource attribute.
 HIGH_CARDINALITY = {
-    Key.RUN_ID, Key.ASSET_ID, Key.NODE_ID, Key.ATTEMPT_ID, Key.EVENT_ID, Key.EVENT_SOURCE, Key.EVENT_SEQUENCE,
-    Key.COMMAND_LINE, Key.COMMAND_ARGS, Key.ACTION, Key.INPUTS, Key.OUTPUTS, Key.ERROR_DETAIL, Key.UPSTREAM,
-    Key.DURATION_NS, Key.CICD_PIPELINE_RUN_ID, Key.CICD_TASK_RUN_ID, Key.CICD_TASK_NAME,
+    Key.RUN_ID,
+    Key.ASSET_ID,
+    Key.NODE_ID,
+    Key.ATTEMPT_ID,
+    Key.EVENT_ID,
+    Key.EVENT_SOURCE,
+    Key.EVENT_SEQUENCE,
+    Key.COMMAND_LINE,
+    Key.COMMAND_ARGS,
+    Key.ACTION,
+    Key.INPUTS,
+    Key.OUTPUTS,
+    Key.ERROR_DETAIL,
+    Key.UPSTREAM,
+    Key.DURATION_NS,
+    Key.CICD_PIPELINE_RUN_ID,
+    Key.CICD_TASK_RUN_ID,
+    Key.CICD_TASK_NAME,
 }
 
 
@@ -48,8 +63,14 @@ def test_no_entity_id_command_or_path_is_a_label_or_resource_key() -> None:
     assert not HIGH_CARDINALITY & c.METRIC_LABELS
     assert not HIGH_CARDINALITY & c.RESOURCE_KEYS
     assert not any(k.startswith("vfo.") for k in c.RESOURCE_KEYS)
-    assert c.METRIC_LABELS == {Key.SCOPE, Key.PIPELINE_ID, Key.STAGE_ID, Key.STATE, Key.ERROR_TYPE,
-                               Key.METRIC_OVERFLOW}
+    assert c.METRIC_LABELS == {
+        Key.SCOPE,
+        Key.PIPELINE_ID,
+        Key.STAGE_ID,
+        Key.STATE,
+        Key.ERROR_TYPE,
+        Key.METRIC_OVERFLOW,
+    }
 
 
 def test_table_rows_are_unique_and_cover_every_key() -> None:
@@ -81,8 +102,15 @@ def test_semconv_mirrors_are_the_keys_themselves() -> None:
         if a.semconv:
             assert a.semconv == a.key
     semconv = {a.key for a in c.ATTRIBUTES if a.semconv}
-    assert {"process.exit.code", "process.command_line", "process.command_args", "error.type",
-            "cicd.pipeline.name", "cicd.pipeline.run.id", "cicd.pipeline.result"} <= semconv
+    assert {
+        "process.exit.code",
+        "process.command_line",
+        "process.command_args",
+        "error.type",
+        "cicd.pipeline.name",
+        "cicd.pipeline.run.id",
+        "cicd.pipeline.result",
+    } <= semconv
 
 
 def test_metric_units_and_prometheus_names() -> None:
@@ -107,10 +135,21 @@ def _full(scope: int, state: int) -> RunEvent:
     ids = {"run_id": "r", "pipeline_id": "p", "asset_id": "a", "node_id": "n", "attempt_id": 2}
     keep = {1: 1, 2: 2, 3: 3, 4: 5}[scope]
     event = RunEvent(
-        event_id="e", source_id="s", sequence=3, scope=scope, state=state, previous_state=2, stage_id="st",
-        exit_code=1, synthetic=True, command=Command(command_line="x y", argv=["x", "y"], action="act"),
-        inputs=[AssetRef(uri="/in")], outputs=[AssetRef(uri="/out")], upstream_node_ids=["u"],
-        error=Error(error_class="Timeout", detail="d"), attributes={"k": "v"},
+        event_id="e",
+        source_id="s",
+        sequence=3,
+        scope=scope,
+        state=state,
+        previous_state=2,
+        stage_id="st",
+        exit_code=1,
+        synthetic=True,
+        command=Command(command_line="x y", argv=["x", "y"], action="act"),
+        inputs=[AssetRef(uri="/in")],
+        outputs=[AssetRef(uri="/out")],
+        upstream_node_ids=["u"],
+        error=Error(error_class="Timeout", detail="d"),
+        attributes={"k": "v"},
         **dict(list(ids.items())[:keep]),
     )
     event.time.FromNanoseconds(10**18)

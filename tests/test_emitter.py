@@ -36,8 +36,14 @@ def spans_by_name(t: InMemoryTelemetry) -> dict[str, list[Any]]:
 
 
 def node_event(state: int, **fields: Any) -> RunEvent:
-    ids: dict[str, Any] = {"run_id": "run-1", "pipeline_id": "video", "asset_id": "clip-1",
-                           "node_id": "encode", "stage_id": "encode", "attempt_id": 1}
+    ids: dict[str, Any] = {
+        "run_id": "run-1",
+        "pipeline_id": "video",
+        "asset_id": "clip-1",
+        "node_id": "encode",
+        "stage_id": "encode",
+        "attempt_id": 1,
+    }
     ids.update(fields)
     event = RunEvent(scope=4, state=state, **ids)
     event.time.FromNanoseconds(T0_NS)
@@ -49,8 +55,9 @@ def node_event(state: int, **fields: Any) -> RunEvent:
 # ---------------------------------------------------------------------------
 
 
-def test_reference_pipeline_with_one_retry(telemetry: InMemoryTelemetry,
-                                           reference_scenario: Callable[..., None]) -> None:
+def test_reference_pipeline_with_one_retry(
+    telemetry: InMemoryTelemetry, reference_scenario: Callable[..., None]
+) -> None:
     reference_scenario(telemetry.emitter)
     spans = telemetry.spans.get_finished_spans()
     logs = telemetry.logs.get_finished_logs()
@@ -59,8 +66,12 @@ def test_reference_pipeline_with_one_retry(telemetry: InMemoryTelemetry,
     assert {s.context.trace_id for s in spans} == {mapping.trace_id_for_run("run-1")}
     by_name = spans_by_name(telemetry)
     assert {name: len(v) for name, v in by_name.items()} == {
-        "vfo.run": 1, "vfo.pipeline video": 1, "vfo.asset": 2,
-        "vfo.node a": 2, "vfo.node b": 3, "vfo.node c": 2,
+        "vfo.run": 1,
+        "vfo.pipeline video": 1,
+        "vfo.asset": 2,
+        "vfo.node a": 2,
+        "vfo.node b": 3,
+        "vfo.node c": 2,
     }
     assert sum(1 for s in spans if s.name.startswith("vfo.node ")) == 7
 
@@ -78,10 +89,12 @@ def test_reference_pipeline_with_one_retry(telemetry: InMemoryTelemetry,
         assert depth == {"vfo.run": 0, "vfo.pipeline video": 1, "vfo.asset": 2}.get(span.name, 3)
 
     # The failed first attempt of b is an ERROR span; the retry (attempt 2) succeeded.
-    b_spans = sorted(by_name["vfo.node b"],
-                     key=lambda s: (s.attributes[Key.ASSET_ID], s.attributes[Key.ATTEMPT_ID]))
-    assert [(s.attributes[Key.ASSET_ID], s.attributes[Key.ATTEMPT_ID], s.status.status_code.name)
-            for s in b_spans] == [("clip-1", 1, "ERROR"), ("clip-1", 2, "UNSET"), ("clip-2", 1, "UNSET")]
+    b_spans = sorted(
+        by_name["vfo.node b"], key=lambda s: (s.attributes[Key.ASSET_ID], s.attributes[Key.ATTEMPT_ID])
+    )
+    assert [
+        (s.attributes[Key.ASSET_ID], s.attributes[Key.ATTEMPT_ID], s.status.status_code.name) for s in b_spans
+    ] == [("clip-1", 1, "ERROR"), ("clip-1", 2, "UNSET"), ("clip-2", 1, "UNSET")]
     assert b_spans[0].attributes[Key.ERROR_TYPE] == "RuntimeError"
     assert b_spans[0].status.description == "transient"
     assert all(s.status.status_code.name == "UNSET" for s in spans if s.name != "vfo.node b")
@@ -97,8 +110,17 @@ def test_reference_pipeline_with_one_retry(telemetry: InMemoryTelemetry,
     transitions = sum(p.value for name, _labels, p in points if name == "vfo.transitions")
     assert transitions == 28
     errors = [(labels, p.value) for name, labels, p in points if name == "vfo.errors"]
-    assert errors == [({Key.SCOPE: "node", Key.PIPELINE_ID: "video", Key.STAGE_ID: "encode",
-                        Key.ERROR_TYPE: "RuntimeError"}, 1)]
+    assert errors == [
+        (
+            {
+                Key.SCOPE: "node",
+                Key.PIPELINE_ID: "video",
+                Key.STAGE_ID: "encode",
+                Key.ERROR_TYPE: "RuntimeError",
+            },
+            1,
+        )
+    ]
     active = [p.value for name, _labels, p in points if name == "vfo.nodes.active"]
     assert active and all(v == 0 for v in active)
 
@@ -107,8 +129,9 @@ def test_reference_pipeline_with_one_retry(telemetry: InMemoryTelemetry,
     assert set(final.values()) == {COMPLETE}
 
 
-def test_events_are_ordered_per_source(telemetry: InMemoryTelemetry,
-                                       reference_scenario: Callable[..., None]) -> None:
+def test_events_are_ordered_per_source(
+    telemetry: InMemoryTelemetry, reference_scenario: Callable[..., None]
+) -> None:
     reference_scenario(telemetry.emitter)
     events = logged_events(telemetry)
     assert {e.source_id for e in events} == {telemetry.emitter.source_id}
@@ -136,7 +159,10 @@ def test_exception_in_node_fails_it_and_reraises(telemetry: InMemoryTelemetry) -
     # Failure propagates upward as NodeFailed / AssetFailed / PipelineFailed.
     ends = {e.scope: e for e in events if e.scope in (1, 2, 3) and e.state in c.TERMINAL_STATES}
     assert {s: e.error.error_class for s, e in ends.items()} == {
-        3: "NodeFailed", 2: "AssetFailed", 1: "PipelineFailed"}
+        3: "NodeFailed",
+        2: "AssetFailed",
+        1: "PipelineFailed",
+    }
     assert ends[3].error.detail == "failed nodes: a, b"
     # c never ran: skipped at asset end.
     assert any(e.node_id == "c" and e.state == SKIPPED for e in events)
@@ -197,7 +223,10 @@ def test_workflow_declaration_queues_nodes_with_upstream(telemetry: InMemoryTele
     queued = {e.node_id: e for e in events if e.scope == 4 and e.state == QUEUED}
     assert {n: list(e.upstream_node_ids) for n, e in queued.items()} == {"a": [], "b": ["a"], "c": ["a"]}
     assert {n: (e.stage_id, e.attempt_id) for n, e in queued.items()} == {
-        "a": ("analyze", 1), "b": ("encode", 1), "c": ("package", 1)}
+        "a": ("analyze", 1),
+        "b": ("encode", 1),
+        "c": ("package", 1),
+    }
 
 
 def test_nodes_never_run_are_skipped_at_asset_end(telemetry: InMemoryTelemetry) -> None:
@@ -213,10 +242,15 @@ def test_nodes_never_run_are_skipped_at_asset_end(telemetry: InMemoryTelemetry) 
     assert all(events.index(e) < asset_end for e in skipped)
     # Their spans (opened by `queued`) ended: warn-level log records, unset span status.
     assert sorted(s.name for s in telemetry.spans.get_finished_spans() if s.name.startswith("vfo.node")) == [
-        "vfo.node a", "vfo.node b", "vfo.node c"]
-    severities = {r.log_record.attributes[Key.NODE_ID]: r.log_record.severity_text
-                  for r in telemetry.logs.get_finished_logs()
-                  if r.log_record.attributes.get(Key.STATE) == "skipped"}
+        "vfo.node a",
+        "vfo.node b",
+        "vfo.node c",
+    ]
+    severities = {
+        r.log_record.attributes[Key.NODE_ID]: r.log_record.severity_text
+        for r in telemetry.logs.get_finished_logs()
+        if r.log_record.attributes.get(Key.STATE) == "skipped"
+    }
     assert severities == {"b": "WARN", "c": "WARN"}
 
 
@@ -227,10 +261,19 @@ def test_explicit_skip_and_wait(telemetry: InMemoryTelemetry) -> None:
             node.resume()
         with asset.node("b") as node:
             node.skip("cached")
-    states = [(e.node_id, e.state, e.previous_state) for e in logged_events(telemetry)
-              if e.node_id in ("a", "b") and e.state != QUEUED]
-    assert states == [("a", RUNNING, QUEUED), ("a", WAITING, RUNNING), ("a", RUNNING, WAITING),
-                      ("a", COMPLETE, RUNNING), ("b", RUNNING, QUEUED), ("b", SKIPPED, RUNNING)]
+    states = [
+        (e.node_id, e.state, e.previous_state)
+        for e in logged_events(telemetry)
+        if e.node_id in ("a", "b") and e.state != QUEUED
+    ]
+    assert states == [
+        ("a", RUNNING, QUEUED),
+        ("a", WAITING, RUNNING),
+        ("a", RUNNING, WAITING),
+        ("a", COMPLETE, RUNNING),
+        ("b", RUNNING, QUEUED),
+        ("b", SKIPPED, RUNNING),
+    ]
     points = telemetry.metric_points()
     assert all(p.value == 0 for name, _l, p in points if name == "vfo.nodes.active")
 
@@ -277,8 +320,10 @@ def test_span_ids_are_deterministic_across_emitters(reference_scenario: Callable
         t = in_memory_emitter()
         try:
             reference_scenario(t.emitter)
-            return {(s.name, s.context.trace_id, s.context.span_id, s.parent.span_id if s.parent else None)
-                    for s in t.spans.get_finished_spans()}
+            return {
+                (s.name, s.context.trace_id, s.context.span_id, s.parent.span_id if s.parent else None)
+                for s in t.spans.get_finished_spans()
+            }
         finally:
             t.close()
 
@@ -321,18 +366,29 @@ def test_cardinality_limit_must_leave_room_for_overflow() -> None:
 
 @pytest.mark.parametrize(
     ("event", "kind"),
-    [(RunEvent(scope=0, state=RUNNING, run_id="r"), "ValueError"),
-     (RunEvent(scope=1, state=0, run_id="r"), "ValueError"),
-     (RunEvent(scope=1, state=RUNNING), "ValueError"),
-     (RunEvent(scope=1, state=RUNNING, run_id="r", source_id="s", sequence=2**63), "ValueError"),
-     (RunEvent(scope=3, state=RUNNING, run_id="r", pipeline_id="p"), "ValueError"),
-     (RunEvent(scope=4, state=RUNNING, run_id="r", pipeline_id="p", asset_id="a", node_id="n"),
-      "ValueError")],
-    ids=["scope-unspecified", "state-unspecified", "no-run-id", "sequence-beyond-int64", "asset-without-id",
-         "node-attempt-0"],
+    [
+        (RunEvent(scope=0, state=RUNNING, run_id="r"), "ValueError"),
+        (RunEvent(scope=1, state=0, run_id="r"), "ValueError"),
+        (RunEvent(scope=1, state=RUNNING), "ValueError"),
+        (RunEvent(scope=1, state=RUNNING, run_id="r", source_id="s", sequence=2**63), "ValueError"),
+        (RunEvent(scope=3, state=RUNNING, run_id="r", pipeline_id="p"), "ValueError"),
+        (
+            RunEvent(scope=4, state=RUNNING, run_id="r", pipeline_id="p", asset_id="a", node_id="n"),
+            "ValueError",
+        ),
+    ],
+    ids=[
+        "scope-unspecified",
+        "state-unspecified",
+        "no-run-id",
+        "sequence-beyond-int64",
+        "asset-without-id",
+        "node-attempt-0",
+    ],
 )
-def test_invalid_event_is_counted_not_raised(telemetry: InMemoryTelemetry, event: RunEvent, kind: str,
-                                             caplog: pytest.LogCaptureFixture) -> None:
+def test_invalid_event_is_counted_not_raised(
+    telemetry: InMemoryTelemetry, event: RunEvent, kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
     with caplog.at_level(logging.WARNING, logger="vfo_otel"):
         result = telemetry.emitter.emit(event)
         telemetry.emitter.emit(event)
@@ -377,8 +433,9 @@ def test_vfo_resource_attribute_is_refused() -> None:
         Emitter(resource_attributes={"vfo.run.id": "x"})
 
 
-def test_vfo_keys_from_environment_are_dropped(monkeypatch: pytest.MonkeyPatch,
-                                               caplog: pytest.LogCaptureFixture) -> None:
+def test_vfo_keys_from_environment_are_dropped(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "vfo.run.id=x,deployment.environment.name=ci")
     with caplog.at_level(logging.WARNING, logger="vfo_otel"):
         t = in_memory_emitter()
@@ -397,13 +454,22 @@ def test_vfo_keys_from_environment_are_dropped(monkeypatch: pytest.MonkeyPatch,
 
 
 def test_no_entity_id_path_or_command_in_labels_or_resource() -> None:
-    secrets = {"RUNID-123", "/tmp/secret/path.mov", "ffmpeg -i /tmp/secret/path.mov out.mp4", "CLIP-SECRET",
-               "NODE-SECRET", "boom detail"}
+    secrets = {
+        "RUNID-123",
+        "/tmp/secret/path.mov",
+        "ffmpeg -i /tmp/secret/path.mov out.mp4",
+        "CLIP-SECRET",
+        "NODE-SECRET",
+        "boom detail",
+    }
     t = in_memory_emitter()
     try:
         workflow = {"NODE-SECRET": WORKFLOW["a"]}
-        with t.emitter.run("RUNID-123", command="ffmpeg -i /tmp/secret/path.mov out.mp4") as run, \
-                run.pipeline("video", workflow) as p, p.asset("CLIP-SECRET") as asset:
+        with (
+            t.emitter.run("RUNID-123", command="ffmpeg -i /tmp/secret/path.mov out.mp4") as run,
+            run.pipeline("video", workflow) as p,
+            p.asset("CLIP-SECRET") as asset,
+        ):
             with pytest.raises(RuntimeError), asset.node("NODE-SECRET") as node:
                 node.set_command("ffmpeg -i /tmp/secret/path.mov out.mp4")
                 node.add_input("/tmp/secret/path.mov")
@@ -466,7 +532,8 @@ def test_heartbeat_is_a_log_record_of_each_running_node_and_no_transition() -> N
     node_span = next(s for s in tel.spans.get_finished_spans() if s.name == "vfo.node long")
     assert len(node_span.events) == 2  # running, complete: the heartbeat added no span event
     running = [
-        p for name, labels, p in tel.metric_points()
+        p
+        for name, labels, p in tel.metric_points()
         if name == "vfo.transitions"
         and labels.get("vfo.state") == "running"
         and labels.get("vfo.scope") == "node"

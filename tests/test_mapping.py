@@ -107,8 +107,14 @@ def test_span_names_and_cicd_attributes() -> None:
 
 @pytest.mark.parametrize(
     ("state", "number", "text"),
-    [(QUEUED, 9, "INFO"), (RUNNING, 9, "INFO"), (WAITING, 9, "INFO"), (COMPLETE, 9, "INFO"),
-     (SKIPPED, 13, "WARN"), (FAILED, 17, "ERROR")],
+    [
+        (QUEUED, 9, "INFO"),
+        (RUNNING, 9, "INFO"),
+        (WAITING, 9, "INFO"),
+        (COMPLETE, 9, "INFO"),
+        (SKIPPED, 13, "WARN"),
+        (FAILED, 17, "ERROR"),
+    ],
 )
 def test_log_severity_from_state(state: int, number: int, text: str) -> None:
     rec = mapping.log_record(make(SCOPE_NODE, state))
@@ -132,10 +138,14 @@ def test_log_record_fields() -> None:
 
 
 def test_span_event_carries_transition_fields() -> None:
-    event = make(SCOPE_NODE, COMPLETE, previous_state=RUNNING, upstream_node_ids=["probe"],
-                 command=Command(command_line="ffmpeg -i a.mov a.mp4",
-                                 argv=["ffmpeg", "-i", "a.mov", "a.mp4"]),
-                 outputs=[AssetRef(uri="/out/a.mp4", size_bytes=1024)])
+    event = make(
+        SCOPE_NODE,
+        COMPLETE,
+        previous_state=RUNNING,
+        upstream_node_ids=["probe"],
+        command=Command(command_line="ffmpeg -i a.mov a.mp4", argv=["ffmpeg", "-i", "a.mov", "a.mp4"]),
+        outputs=[AssetRef(uri="/out/a.mp4", size_bytes=1024)],
+    )
     event.duration.FromNanoseconds(1_500_000_000)
     data = mapping.span_event(event)
     assert data.name == c.SPAN_EVENT_NAME == "vfo.transition"
@@ -166,9 +176,13 @@ def test_span_end_status() -> None:
 @pytest.mark.parametrize("scope", [1, 2, 3, 4])
 @pytest.mark.parametrize("state", [1, 2, 3, 4, 5, 6])
 def test_metric_labels_come_from_the_allow_list(scope: int, state: int) -> None:
-    event = make(scope, state, previous_state=RUNNING if state != RUNNING else QUEUED,
-                 error=Error(error_class="Timeout", detail="/tmp/secret"),
-                 command=Command(command_line="ffmpeg -i /tmp/secret"))
+    event = make(
+        scope,
+        state,
+        previous_state=RUNNING if state != RUNNING else QUEUED,
+        error=Error(error_class="Timeout", detail="/tmp/secret"),
+        command=Command(command_line="ffmpeg -i /tmp/secret"),
+    )
     event.duration.FromNanoseconds(2_000_000_000)
     points = mapping.metric_points(event)
     assert points[0].name == "vfo.transitions" and points[0].value == 1
@@ -193,13 +207,24 @@ def test_duration_metric_in_seconds_and_error_class_label() -> None:
 
 @pytest.mark.parametrize(
     ("previous", "state", "delta"),
-    [(QUEUED, RUNNING, 1), (0, RUNNING, 1), (WAITING, RUNNING, 1), (RUNNING, COMPLETE, -1),
-     (RUNNING, FAILED, -1), (RUNNING, WAITING, -1), (QUEUED, SKIPPED, None), (0, QUEUED, None),
-     (RUNNING, RUNNING, None)],
+    [
+        (QUEUED, RUNNING, 1),
+        (0, RUNNING, 1),
+        (WAITING, RUNNING, 1),
+        (RUNNING, COMPLETE, -1),
+        (RUNNING, FAILED, -1),
+        (RUNNING, WAITING, -1),
+        (QUEUED, SKIPPED, None),
+        (0, QUEUED, None),
+        (RUNNING, RUNNING, None),
+    ],
 )
 def test_nodes_active_moves_by_running(previous: int, state: int, delta: int | None) -> None:
-    points = [p for p in mapping.metric_points(make(SCOPE_NODE, state, previous_state=previous))
-              if p.name == "vfo.nodes.active"]
+    points = [
+        p
+        for p in mapping.metric_points(make(SCOPE_NODE, state, previous_state=previous))
+        if p.name == "vfo.nodes.active"
+    ]
     if delta is None:
         assert points == []
     else:
@@ -242,8 +267,11 @@ def _kv(key: str, value: Any) -> common_pb2.KeyValue:
 
 
 def _record(attrs: dict[str, Any]) -> logs_pb2.LogRecord:
-    return logs_pb2.LogRecord(time_unix_nano=T0_NS, event_name="vfo.node.transition",
-                              attributes=[_kv(k, v) for k, v in attrs.items()])
+    return logs_pb2.LogRecord(
+        time_unix_nano=T0_NS,
+        event_name="vfo.node.transition",
+        attributes=[_kv(k, v) for k, v in attrs.items()],
+    )
 
 
 def _attrs(event: RunEvent) -> dict[str, Any]:
@@ -251,9 +279,16 @@ def _attrs(event: RunEvent) -> dict[str, Any]:
 
 
 def test_decode_log_record_round_trip_fixed() -> None:
-    event = make(SCOPE_NODE, FAILED, previous_state=RUNNING, exit_code=-9, synthetic=True,
-                 error=Error(error_class="Signal", detail="killed by SIGKILL"), attributes={"host": "w3"},
-                 inputs=[AssetRef(asset_id="clip-1", uri="/in/a.mov", size_bytes=0)])
+    event = make(
+        SCOPE_NODE,
+        FAILED,
+        previous_state=RUNNING,
+        exit_code=-9,
+        synthetic=True,
+        error=Error(error_class="Signal", detail="killed by SIGKILL"),
+        attributes={"host": "w3"},
+        inputs=[AssetRef(asset_id="clip-1", uri="/in/a.mov", size_bytes=0)],
+    )
     decoded = mapping.events_from_log_record(_record(_attrs(event)))
     assert decoded == mapping.normalize(event)
     assert decoded.inputs[0].HasField("size_bytes")  # an explicit 0 survives
@@ -292,12 +327,14 @@ def test_decode_error_unknown_scope() -> None:
 
 @pytest.mark.parametrize(
     ("key", "value", "message"),
-    [(Key.ATTEMPT_ID, "2", r"'vfo\.attempt\.id' must be int, got str"),
-     (Key.EVENT_SEQUENCE, True, r"'vfo\.event\.sequence' must be int, got bool"),
-     (Key.RUN_ID, 5, r"'vfo\.run\.id' must be str, got int"),
-     (Key.UPSTREAM, "a", r"'vfo\.node\.upstream' must be an array of strings"),
-     (Key.INPUTS, "{}", r"'vfo\.inputs' is not a JSON array of AssetRef"),
-     (c.ATTR_PREFIX_EXTRA + "x", 1, r"'vfo\.attr\.x' must be str")],
+    [
+        (Key.ATTEMPT_ID, "2", r"'vfo\.attempt\.id' must be int, got str"),
+        (Key.EVENT_SEQUENCE, True, r"'vfo\.event\.sequence' must be int, got bool"),
+        (Key.RUN_ID, 5, r"'vfo\.run\.id' must be str, got int"),
+        (Key.UPSTREAM, "a", r"'vfo\.node\.upstream' must be an array of strings"),
+        (Key.INPUTS, "{}", r"'vfo\.inputs' is not a JSON array of AssetRef"),
+        (c.ATTR_PREFIX_EXTRA + "x", 1, r"'vfo\.attr\.x' must be str"),
+    ],
 )
 def test_decode_error_wrong_attribute_type(key: str, value: Any, message: str) -> None:
     attrs = {**_attrs(make(SCOPE_NODE, RUNNING)), key: value}
@@ -330,10 +367,14 @@ def test_events_from_span_merges_entity_and_reports_bad_events() -> None:
         attributes=[_kv(k, v) for k, v in start.attributes.items()],
         events=[
             trace_pb2.Span.Event(name="exception", time_unix_nano=T0_NS),
-            trace_pb2.Span.Event(name=good.name, time_unix_nano=T0_NS,
-                                 attributes=[_kv(k, v) for k, v in good.attributes.items()]),
-            trace_pb2.Span.Event(name=good.name, time_unix_nano=T0_NS,
-                                 attributes=[_kv(k, v) for k, v in bad.items()]),
+            trace_pb2.Span.Event(
+                name=good.name,
+                time_unix_nano=T0_NS,
+                attributes=[_kv(k, v) for k, v in good.attributes.items()],
+            ),
+            trace_pb2.Span.Event(
+                name=good.name, time_unix_nano=T0_NS, attributes=[_kv(k, v) for k, v in bad.items()]
+            ),
         ],
     )
     events, errors = mapping.events_from_span(span)

@@ -33,10 +33,16 @@ def sink(monkeypatch: pytest.MonkeyPatch) -> Iterator[OtlpSink]:
     server = OtlpSink()
     server.start()
     # Nothing but the sink may be contacted, whatever the developer's environment says.
-    for name in ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
-                 "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "OTEL_EXPORTER_OTLP_INSECURE",
-                 "OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_CERTIFICATE", "OTEL_RESOURCE_ATTRIBUTES",
-                 "OTEL_SERVICE_NAME"):
+    for name in (
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_INSECURE",
+        "OTEL_EXPORTER_OTLP_HEADERS",
+        "OTEL_EXPORTER_OTLP_CERTIFICATE",
+        "OTEL_RESOURCE_ATTRIBUTES",
+        "OTEL_SERVICE_NAME",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", server.endpoint)
     monkeypatch.setenv("OTEL_SDK_DISABLED", "false")
@@ -117,6 +123,10 @@ def test_real_otlp_grpc_export_decodes_to_the_emitted_events(sink: OtlpSink) -> 
             assert set(mapping.otlp_attributes_to_dict(point.attributes)) <= c.METRIC_LABELS
     units = {m.name: m.unit for m in metrics}
     assert units["vfo.duration"] == "s"
-    errors = [mapping.otlp_attributes_to_dict(p.attributes) for m in metrics if m.name == "vfo.errors"
-              for p in m.sum.data_points]
+    errors = [
+        mapping.otlp_attributes_to_dict(p.attributes)
+        for m in metrics
+        if m.name == "vfo.errors"
+        for p in m.sum.data_points
+    ]
     assert {e.get(Key.ERROR_TYPE) for e in errors} == {"RuntimeError"}

@@ -43,8 +43,13 @@ def _token(token_file: str | None) -> str | None:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "VFO_OTEL"})
-@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
-              show_default=True, help="Log level of vfo-otel's own log.")
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+    help="Log level of vfo-otel's own log.",
+)
 @click.version_option(package_name="vfo-otel")
 def main(log_level: str) -> None:
     """vfo-otel: one canonical pipeline-run event model, observed through OpenTelemetry.
@@ -62,17 +67,40 @@ def main(log_level: str) -> None:
 
 def _receiver_options(f: Any) -> Any:
     options = [
-        click.option("--grpc-address", default=DEFAULT_GRPC_ADDRESS, show_default=True,
-                     help="Bind address of OTLP/gRPC ingest + SnapshotService + health (port 0: any)."),
-        click.option("--http-address", default=DEFAULT_HTTP_ADDRESS, show_default=True,
-                     help="Bind address of the JSON API, live stream and dashboard."),
+        click.option(
+            "--grpc-address",
+            default=DEFAULT_GRPC_ADDRESS,
+            show_default=True,
+            help="Bind address of OTLP/gRPC ingest + SnapshotService + health (port 0: any).",
+        ),
+        click.option(
+            "--http-address",
+            default=DEFAULT_HTTP_ADDRESS,
+            show_default=True,
+            help="Bind address of the JSON API, live stream and dashboard.",
+        ),
         click.option("--no-http", is_flag=True, help="Do not start the HTTP server."),
-        click.option("--store", "store_path", default="vfo-otel.sqlite3", show_default=True,
-                     type=click.Path(dir_okay=False), help="SQLite event store (':memory:' keeps nothing)."),
-        click.option("--retention-runs", type=click.IntRange(min=1), default=1000, show_default=True,
-                     help="Keep at most this many runs (newest by last event)."),
-        click.option("--retention-days", type=click.FloatRange(min=0, min_open=True), default=None,
-                     help="Drop runs not updated for this many days."),
+        click.option(
+            "--store",
+            "store_path",
+            default="vfo-otel.sqlite3",
+            show_default=True,
+            type=click.Path(dir_okay=False),
+            help="SQLite event store (':memory:' keeps nothing).",
+        ),
+        click.option(
+            "--retention-runs",
+            type=click.IntRange(min=1),
+            default=1000,
+            show_default=True,
+            help="Keep at most this many runs (newest by last event).",
+        ),
+        click.option(
+            "--retention-days",
+            type=click.FloatRange(min=0, min_open=True),
+            default=None,
+            help="Drop runs not updated for this many days.",
+        ),
     ]
     for option in reversed(options):
         f = option(f)
@@ -82,16 +110,43 @@ def _receiver_options(f: Any) -> Any:
 @main.command()
 @_receiver_options
 @click.option("--fsync", is_flag=True, help="fsync every commit (survives power loss; slower).")
-@click.option("--max-request-bytes", type=click.IntRange(min=1024), default=16 * 1024 * 1024, show_default=True,
-              help="Largest OTLP request accepted; larger ones get RESOURCE_EXHAUSTED.")
-@click.option("--auth-token-file", type=click.Path(exists=True, dir_okay=False),
-              help="Require 'Authorization: Bearer <token>' on ingest and read APIs (or set VFO_OTEL_AUTH_TOKEN).")
-@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), help="PEM certificate chain (TLS on both servers).")
-@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), help="PEM private key for --tls-cert.")
-@click.option("--cors-origin", multiple=True, help="Browser origin allowed to read the HTTP API (repeatable).")
-def serve(grpc_address: str, http_address: str, no_http: bool, store_path: str, retention_runs: int,
-          retention_days: float | None, fsync: bool, max_request_bytes: int, auth_token_file: str | None,
-          tls_cert: str | None, tls_key: str | None, cors_origin: tuple[str, ...]) -> None:
+@click.option(
+    "--max-request-bytes",
+    type=click.IntRange(min=1024),
+    default=16 * 1024 * 1024,
+    show_default=True,
+    help="Largest OTLP request accepted; larger ones get RESOURCE_EXHAUSTED.",
+)
+@click.option(
+    "--auth-token-file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Require 'Authorization: Bearer <token>' on ingest and read APIs (or set VFO_OTEL_AUTH_TOKEN).",
+)
+@click.option(
+    "--tls-cert",
+    type=click.Path(exists=True, dir_okay=False),
+    help="PEM certificate chain (TLS on both servers).",
+)
+@click.option(
+    "--tls-key", type=click.Path(exists=True, dir_okay=False), help="PEM private key for --tls-cert."
+)
+@click.option(
+    "--cors-origin", multiple=True, help="Browser origin allowed to read the HTTP API (repeatable)."
+)
+def serve(
+    grpc_address: str,
+    http_address: str,
+    no_http: bool,
+    store_path: str,
+    retention_runs: int,
+    retention_days: float | None,
+    fsync: bool,
+    max_request_bytes: int,
+    auth_token_file: str | None,
+    tls_cert: str | None,
+    tls_key: str | None,
+    cors_origin: tuple[str, ...],
+) -> None:
     """Run the receiver: OTLP/gRPC in (traces, logs), dashboard snapshots out over gRPC and HTTP JSON.
 
     Binds to loopback by default; any other address must be given explicitly. Stops on
@@ -102,10 +157,17 @@ def serve(grpc_address: str, http_address: str, no_http: bool, store_path: str, 
     if bool(tls_cert) != bool(tls_key):
         raise click.UsageError("--tls-cert and --tls-key go together")
     token = _token(auth_token_file)
-    config = _config(grpc_address=grpc_address, http_address=None if no_http else http_address,
-                     store_path=store_path, retention_runs=retention_runs, retention_days=retention_days,
-                     fsync=fsync, max_request_bytes=max_request_bytes, auth_token=token,
-                     cors_origins=list(cors_origin))
+    config = _config(
+        grpc_address=grpc_address,
+        http_address=None if no_http else http_address,
+        store_path=store_path,
+        retention_runs=retention_runs,
+        retention_days=retention_days,
+        fsync=fsync,
+        max_request_bytes=max_request_bytes,
+        auth_token=token,
+        cors_origins=list(cors_origin),
+    )
     tls = TlsFiles(tls_cert, tls_key) if tls_cert and tls_key else None
 
     async def run() -> None:
@@ -118,9 +180,14 @@ def serve(grpc_address: str, http_address: str, no_http: bool, store_path: str, 
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        http = f", HTTP on {config.http_address.rsplit(':', 1)[0]}:{server.http_port}" if server.http_port else ""
-        click.echo(f"vfo-otel receiver: OTLP/gRPC on {config.grpc_address.rsplit(':', 1)[0]}:{server.grpc_port}"
-                   f"{http}, store {config.store_path}", err=True)
+        grpc_host = config.grpc_address.rsplit(":", 1)[0]
+        http_host = (config.http_address or "").rsplit(":", 1)[0]
+        http = f", HTTP on {http_host}:{server.http_port}" if server.http_port else ""
+        click.echo(
+            f"vfo-otel receiver: OTLP/gRPC on {grpc_host}:{server.grpc_port}{http}, "
+            f"store {config.store_path}",
+            err=True,
+        )
         sys.stderr.flush()
         await stop.wait()
         click.echo("stopping", err=True)
@@ -139,10 +206,14 @@ def _rpc_error(exc: grpc.RpcError, receiver: str) -> click.ClickException:
     return click.ClickException(f"receiver {receiver}: {exc.code().name}: {exc.details()}")
 
 
-_receiver_option = click.option("--receiver", default=DEFAULT_GRPC_ADDRESS, show_default=True,
-                                help="gRPC address of the receiver.")
-_token_option = click.option("--auth-token-file", type=click.Path(exists=True, dir_okay=False),
-                             help="Bearer token file (or set VFO_OTEL_AUTH_TOKEN).")
+_receiver_option = click.option(
+    "--receiver", default=DEFAULT_GRPC_ADDRESS, show_default=True, help="gRPC address of the receiver."
+)
+_token_option = click.option(
+    "--auth-token-file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Bearer token file (or set VFO_OTEL_AUTH_TOKEN).",
+)
 
 
 @main.command()
@@ -175,11 +246,16 @@ def runs(receiver: str, auth_token_file: str | None, state: str | None, limit: i
 @click.argument("run_id")
 @_receiver_option
 @_token_option
-@click.option("--pipeline", "pipeline_id", default="", help="Select a pipeline (with --asset) for node details.")
+@click.option(
+    "--pipeline", "pipeline_id", default="", help="Select a pipeline (with --asset) for node details."
+)
 @click.option("--asset", "asset_id", default="", help="Select an asset for node details.")
-@click.option("--json", "as_json", is_flag=True, help="Print the DashboardSnapshot as JSON (protobuf JSON mapping).")
-def snapshot(run_id: str, receiver: str, auth_token_file: str | None, pipeline_id: str, asset_id: str,
-             as_json: bool) -> None:
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the DashboardSnapshot as JSON (protobuf JSON mapping)."
+)
+def snapshot(
+    run_id: str, receiver: str, auth_token_file: str | None, pipeline_id: str, asset_id: str, as_json: bool
+) -> None:
     """Print the snapshot of RUN_ID: a readable summary, or the JSON."""
     from vfo_otel.report import format_summary
 
@@ -199,11 +275,23 @@ def snapshot(run_id: str, receiver: str, auth_token_file: str | None, pipeline_i
 @click.option("--stage", "stage_id", required=True, help="Stage id (low-cardinality group, e.g. encode).")
 @click.option("--attempt", type=click.IntRange(min=1), default=1, show_default=True, help="Attempt number.")
 @click.option("--after", multiple=True, help="Upstream node id (repeatable): draws the DAG edges.")
-@click.option("--otlp-endpoint", default=None,
-              help="OTLP/gRPC endpoint (default: OTEL_EXPORTER_OTLP_ENDPOINT or http://localhost:4317).")
+@click.option(
+    "--otlp-endpoint",
+    default=None,
+    help="OTLP/gRPC endpoint (default: OTEL_EXPORTER_OTLP_ENDPOINT or http://localhost:4317).",
+)
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-def exec_(run_id: str, pipeline_id: str, asset_id: str, node_id: str, stage_id: str, attempt: int,
-          after: tuple[str, ...], otlp_endpoint: str | None, command: tuple[str, ...]) -> None:
+def exec_(
+    run_id: str,
+    pipeline_id: str,
+    asset_id: str,
+    node_id: str,
+    stage_id: str,
+    attempt: int,
+    after: tuple[str, ...],
+    otlp_endpoint: str | None,
+    command: tuple[str, ...],
+) -> None:
     """Run COMMAND as one node attempt: `vfo-otel exec --run-id R ... -- CMD ARGS...`.
 
     \b
@@ -229,8 +317,10 @@ def exec_(run_id: str, pipeline_id: str, asset_id: str, node_id: str, stage_id: 
             click.echo(f"vfo-otel exec: cannot start {command[0]!r}: {exc}", err=True)
             status = 127
         else:
-            forward = {sig: signal.signal(sig, lambda n, _f: proc.send_signal(n))
-                       for sig in (signal.SIGTERM, signal.SIGINT)}
+            forward = {
+                sig: signal.signal(sig, lambda n, _f: proc.send_signal(n))
+                for sig in (signal.SIGTERM, signal.SIGINT)
+            }
             try:
                 code = proc.wait()
             finally:
@@ -247,18 +337,47 @@ def exec_(run_id: str, pipeline_id: str, asset_id: str, node_id: str, stage_id: 
 @main.command()
 @_receiver_options
 @click.option("--run-id", default=None, help="Run id (default: demo-<UTC timestamp>).")
-@click.option("--workdir", type=click.Path(file_okay=False), default=None,
-              help="Keep the demo's files here (default: a temporary folder).")
-@click.option("--pace", type=click.FloatRange(min=0), default=0.0, show_default=True,
-              help="Seconds each node attempt takes at least, to watch the dashboard change live.")
-@click.option("--keep-serving", is_flag=True, help="Leave the embedded receiver up after the run (Ctrl-C stops).")
-@click.option("--otlp-endpoint", default=None,
-              help="Send to this OTLP/gRPC endpoint (e.g. a collector) instead of an embedded receiver.")
-@click.option("--receiver", "receiver_address", default=None,
-              help="With --otlp-endpoint: gRPC address of the receiver to read the snapshot from.")
-def demo(grpc_address: str, http_address: str, no_http: bool, store_path: str, retention_runs: int,
-         retention_days: float | None, run_id: str | None, workdir: str | None, pace: float, keep_serving: bool,
-         otlp_endpoint: str | None, receiver_address: str | None) -> None:
+@click.option(
+    "--workdir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Keep the demo's files here (default: a temporary folder).",
+)
+@click.option(
+    "--pace",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Seconds each node attempt takes at least, to watch the dashboard change live.",
+)
+@click.option(
+    "--keep-serving", is_flag=True, help="Leave the embedded receiver up after the run (Ctrl-C stops)."
+)
+@click.option(
+    "--otlp-endpoint",
+    default=None,
+    help="Send to this OTLP/gRPC endpoint (e.g. a collector) instead of an embedded receiver.",
+)
+@click.option(
+    "--receiver",
+    "receiver_address",
+    default=None,
+    help="With --otlp-endpoint: gRPC address of the receiver to read the snapshot from.",
+)
+def demo(
+    grpc_address: str,
+    http_address: str,
+    no_http: bool,
+    store_path: str,
+    retention_runs: int,
+    retention_days: float | None,
+    run_id: str | None,
+    workdir: str | None,
+    pace: float,
+    keep_serving: bool,
+    otlp_endpoint: str | None,
+    receiver_address: str | None,
+) -> None:
     """Run a real demo pipeline (2 pipelines, 6 assets, retries, failures, a skip) and print its summary.
 
     By default an embedded receiver (SQLite store) is started; the events go to it through
@@ -266,8 +385,13 @@ def demo(grpc_address: str, http_address: str, no_http: bool, store_path: str, r
     """
     from vfo_otel.demo import DemoResult, run_demo
 
-    config = _config(grpc_address=grpc_address, http_address=None if no_http else http_address,
-                     store_path=store_path, retention_runs=retention_runs, retention_days=retention_days)
+    config = _config(
+        grpc_address=grpc_address,
+        http_address=None if no_http else http_address,
+        store_path=store_path,
+        retention_runs=retention_runs,
+        retention_days=retention_days,
+    )
 
     def keep(result: DemoResult) -> None:
         if keep_serving and otlp_endpoint is None:
@@ -281,8 +405,16 @@ def demo(grpc_address: str, http_address: str, no_http: bool, store_path: str, r
                 pass
 
     try:
-        run_demo(config=config, run_id=run_id, workdir=workdir, otlp_endpoint=otlp_endpoint,
-                 receiver_address=receiver_address, pace_s=pace, log=click.echo, keep=keep)
+        run_demo(
+            config=config,
+            run_id=run_id,
+            workdir=workdir,
+            otlp_endpoint=otlp_endpoint,
+            receiver_address=receiver_address,
+            pace_s=pace,
+            log=click.echo,
+            keep=keep,
+        )
     except (OSError, RuntimeError, TimeoutError) as exc:
         raise click.ClickException(str(exc)) from exc
 

@@ -25,7 +25,9 @@ class SnapshotClient:
         root_certificates: PEM CA bundle for TLS; None for plaintext.
     """
 
-    def __init__(self, address: str, *, token: str | None = None, root_certificates: bytes | None = None) -> None:
+    def __init__(
+        self, address: str, *, token: str | None = None, root_certificates: bytes | None = None
+    ) -> None:
         self.address = address
         if root_certificates is not None:
             self._channel = grpc.secure_channel(address, grpc.ssl_channel_credentials(root_certificates))
@@ -34,24 +36,33 @@ class SnapshotClient:
         self._stub = db_grpc.SnapshotServiceStub(self._channel)
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
 
-    def list_runs(self, *, page_size: int = 50, page_token: str = "", state: int = 0,
-                  timeout_s: float = 10.0) -> db.ListRunsResponse:
+    def list_runs(
+        self, *, page_size: int = 50, page_token: str = "", state: int = 0, timeout_s: float = 10.0
+    ) -> db.ListRunsResponse:
         """One page of runs, newest first."""
         req = db.ListRunsRequest(page_size=page_size, page_token=page_token, state=state)  # type: ignore[arg-type]
         return self._stub.ListRuns(req, timeout=timeout_s, metadata=self._metadata)  # type: ignore[no-any-return]
 
-    def get_snapshot(self, run_id: str, pipeline_id: str = "", asset_id: str = "",
-                     timeout_s: float = 10.0) -> db.DashboardSnapshot:
+    def get_snapshot(
+        self, run_id: str, pipeline_id: str = "", asset_id: str = "", timeout_s: float = 10.0
+    ) -> db.DashboardSnapshot:
         """The current snapshot of a run (grpc.RpcError NOT_FOUND for an unknown run)."""
         req = db.GetSnapshotRequest(run_id=run_id, pipeline_id=pipeline_id, asset_id=asset_id)
         resp = self._stub.GetSnapshot(req, timeout=timeout_s, metadata=self._metadata)
         return resp.snapshot  # type: ignore[no-any-return]
 
-    def watch(self, run_id: str, after_revision: int = 0, pipeline_id: str = "", asset_id: str = "",
-              timeout_s: float | None = None) -> Iterator[db.DashboardSnapshot]:
+    def watch(
+        self,
+        run_id: str,
+        after_revision: int = 0,
+        pipeline_id: str = "",
+        asset_id: str = "",
+        timeout_s: float | None = None,
+    ) -> Iterator[db.DashboardSnapshot]:
         """Stream snapshots at each new revision (cancel by closing the iterator or on timeout)."""
-        req = db.WatchSnapshotRequest(run_id=run_id, after_revision=after_revision, pipeline_id=pipeline_id,
-                                      asset_id=asset_id)
+        req = db.WatchSnapshotRequest(
+            run_id=run_id, after_revision=after_revision, pipeline_id=pipeline_id, asset_id=asset_id
+        )
         for resp in self._stub.WatchSnapshot(req, timeout=timeout_s, metadata=self._metadata):
             yield resp.snapshot
 

@@ -162,11 +162,19 @@ ATTRIBUTES: tuple[AttributeSpec, ...] = (
     AttributeSpec(Key.HEARTBEAT, "bool", (_L,), "heartbeat", "true"),
     AttributeSpec(Key.EXIT_CODE, "int", (_S, _SE, _L), "exit_code", "1", "process.exit.code"),
     AttributeSpec(
-        Key.COMMAND_LINE, "string", (_S, _SE, _L), "command.command_line", "ffmpeg -i a.mov a.mp4",
+        Key.COMMAND_LINE,
+        "string",
+        (_S, _SE, _L),
+        "command.command_line",
+        "ffmpeg -i a.mov a.mp4",
         "process.command_line",
     ),
     AttributeSpec(
-        Key.COMMAND_ARGS, "string[]", (_S, _SE, _L), "command.argv", '["ffmpeg","-i","a.mov"]',
+        Key.COMMAND_ARGS,
+        "string[]",
+        (_S, _SE, _L),
+        "command.argv",
+        '["ffmpeg","-i","a.mov"]',
         "process.command_args",
     ),
     AttributeSpec(Key.ACTION, "string", (_S, _SE, _L), "command.action", "publish_manifest"),
@@ -182,7 +190,11 @@ ATTRIBUTES: tuple[AttributeSpec, ...] = (
     AttributeSpec(Key.CICD_PIPELINE_RESULT, "string", (_S,), "state", "failure", "cicd.pipeline.result"),
     AttributeSpec(Key.CICD_TASK_NAME, "string", (_S,), "node_id", "encode_h264", "cicd.pipeline.task.name"),
     AttributeSpec(
-        Key.CICD_TASK_RUN_ID, "string", (_S,), "", "video/clip-0042/encode_h264/2",
+        Key.CICD_TASK_RUN_ID,
+        "string",
+        (_S,),
+        "",
+        "video/clip-0042/encode_h264/2",
         "cicd.pipeline.task.run.id",
     ),
     AttributeSpec(
@@ -253,30 +265,57 @@ class MetricSpec:
 
 #: Explicit histogram bucket boundaries (seconds): steps from 100 ms to hours.
 DURATION_BUCKETS_S: tuple[float, ...] = (
-    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0,
-    14400.0, 28800.0,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    120.0,
+    300.0,
+    600.0,
+    1800.0,
+    3600.0,
+    7200.0,
+    14400.0,
+    28800.0,
 )
 
 METRICS: tuple[MetricSpec, ...] = (
     MetricSpec(
-        "vfo.transitions", "counter", "{transition}",
+        "vfo.transitions",
+        "counter",
+        "{transition}",
         (Key.SCOPE, Key.PIPELINE_ID, Key.STAGE_ID, Key.STATE),
-        "State transitions of runs, pipelines, assets and node attempts.", "vfo_transitions_total",
+        "State transitions of runs, pipelines, assets and node attempts.",
+        "vfo_transitions_total",
     ),
     MetricSpec(
-        "vfo.duration", "histogram", "s",
+        "vfo.duration",
+        "histogram",
+        "s",
         (Key.SCOPE, Key.PIPELINE_ID, Key.STAGE_ID, Key.STATE),
-        "Duration of finished entities, recorded at their terminal transition.", "vfo_duration_seconds",
+        "Duration of finished entities, recorded at their terminal transition.",
+        "vfo_duration_seconds",
     ),
     MetricSpec(
-        "vfo.nodes.active", "updowncounter", "{node}",
+        "vfo.nodes.active",
+        "updowncounter",
+        "{node}",
         (Key.PIPELINE_ID, Key.STAGE_ID),
-        "Node attempts currently running.", "vfo_nodes_active",
+        "Node attempts currently running.",
+        "vfo_nodes_active",
     ),
     MetricSpec(
-        "vfo.errors", "counter", "{error}",
+        "vfo.errors",
+        "counter",
+        "{error}",
         (Key.SCOPE, Key.PIPELINE_ID, Key.STAGE_ID, Key.ERROR_TYPE),
-        "Failed transitions, by error class.", "vfo_errors_total",
+        "Failed transitions, by error class.",
+        "vfo_errors_total",
     ),
 )
 
@@ -294,15 +333,34 @@ def render_markdown() -> str:
     lines = ["| key | type | where | event field | example | mirrors semconv |", "|---|---|---|---|---|---|"]
     for a in ATTRIBUTES:
         lines.append(
-            _md_row([f"`{a.key}`", a.type, ", ".join(a.where), a.field and f"`{a.field}`", f"`{a.example}`",
-                     a.semconv and f"`{a.semconv}`"])
+            _md_row(
+                [
+                    f"`{a.key}`",
+                    a.type,
+                    ", ".join(a.where),
+                    a.field and f"`{a.field}`",
+                    f"`{a.example}`",
+                    a.semconv and f"`{a.semconv}`",
+                ]
+            )
         )
-    lines += ["", "| metric | instrument | unit | labels | Prometheus name | description |",
-              "|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "| metric | instrument | unit | labels | Prometheus name | description |",
+        "|---|---|---|---|---|---|",
+    ]
     for m in METRICS:
         lines.append(
-            _md_row([f"`{m.name}`", m.instrument, f"`{m.unit}`", ", ".join(f"`{k}`" for k in m.labels),
-                     f"`{m.prometheus}`", m.description])
+            _md_row(
+                [
+                    f"`{m.name}`",
+                    m.instrument,
+                    f"`{m.unit}`",
+                    ", ".join(f"`{k}`" for k in m.labels),
+                    f"`{m.prometheus}`",
+                    m.description,
+                ]
+            )
         )
     return "\n".join(lines) + "\n"
 

@@ -94,7 +94,8 @@ def _media_commands(work: Path, name: str) -> dict[str, list[str]]:
     flaky_marker = q(f".{name}.thumbnail-tried")
     thumb = f"head -c 256 {raw} > {q(name + '.thumb')}"
     if name == FLAKY_ASSET:  # fails the first time (a transient error), succeeds on retry
-        thumb = f"if [ ! -e {flaky_marker} ]; then touch {flaky_marker}; echo 'encoder busy' >&2; exit 75; fi; {thumb}"
+        busy = f"touch {flaky_marker}; echo 'encoder busy' >&2; exit 75"
+        thumb = f"if [ ! -e {flaky_marker} ]; then {busy}; fi; {thumb}"
     return {
         "probe": _sh(f"wc -c {raw} > {q(name + '.probe')}"),
         "checksum": _sh(f"sha256sum -c {q(name + '.sha256')}"),
@@ -104,8 +105,15 @@ def _media_commands(work: Path, name: str) -> dict[str, list[str]]:
     }
 
 
-def _run_node(asset: AssetHandle, node_id: str, argv: list[str], work: Path, log: Callable[[str], None],
-              pace_s: float, output: str | None = None) -> bool:
+def _run_node(
+    asset: AssetHandle,
+    node_id: str,
+    argv: list[str],
+    work: Path,
+    log: Callable[[str], None],
+    pace_s: float,
+    output: str | None = None,
+) -> bool:
     """Run one node with retries; True when its last attempt completed."""
     for attempt in range(1, _MAX_ATTEMPTS + 1):
         with asset.node(node_id) as node:
@@ -114,7 +122,9 @@ def _run_node(asset: AssetHandle, node_id: str, argv: list[str], work: Path, log
             proc = node.run(argv, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
             if output and proc.returncode == 0:
                 path = work / output
-                node.add_output(str(path), role="output", size_bytes=path.stat().st_size if path.exists() else None)
+                node.add_output(
+                    str(path), role="output", size_bytes=path.stat().st_size if path.exists() else None
+                )
         status = "ok" if proc.returncode == 0 else f"failed (exit {proc.returncode})"
         log(f"    {node_id:<10} attempt {attempt}: {status}")
         if proc.returncode == 0:
@@ -124,19 +134,30 @@ def _run_node(asset: AssetHandle, node_id: str, argv: list[str], work: Path, log
     return False
 
 
-def _emit_pipelines(emitter: Emitter, run_id: str, work: Path, log: Callable[[str], None], pace_s: float) -> None:
+def _emit_pipelines(
+    emitter: Emitter, run_id: str, work: Path, log: Callable[[str], None], pace_s: float
+) -> None:
     from vfo_otel._gen.vfo.events.v1 import events_pb2 as ev
 
     with emitter.run(run_id, command=[*sys.argv[:1], "demo"], attributes={"demo": "true"}) as run:
         with run.pipeline("media", MEDIA) as pipe:
             for name in MEDIA_ASSETS:
                 log(f"  media/{name}")
-                src = ev.AssetRef(asset_id=name, uri=str(work / f"{name}.raw"), role="source",
-                                  size_bytes=(work / f"{name}.raw").stat().st_size, media_type="text/plain")
+                src = ev.AssetRef(
+                    asset_id=name,
+                    uri=str(work / f"{name}.raw"),
+                    role="source",
+                    size_bytes=(work / f"{name}.raw").stat().st_size,
+                    media_type="text/plain",
+                )
                 with pipe.asset(name, inputs=[src]) as asset:
                     cmds = _media_commands(work, name)
-                    outputs = {"probe": f"{name}.probe", "thumbnail": f"{name}.thumb",
-                               "package": f"{name}.tar.gz", "publish": f"published/{name}.tar.gz"}
+                    outputs = {
+                        "probe": f"{name}.probe",
+                        "thumbnail": f"{name}.thumb",
+                        "package": f"{name}.tar.gz",
+                        "publish": f"published/{name}.tar.gz",
+                    }
                     done: set[str] = set()
                     for node_id, spec in MEDIA.items():
                         if not all(u in done for u in spec.after):
@@ -147,14 +168,17 @@ def _emit_pipelines(emitter: Emitter, run_id: str, work: Path, log: Callable[[st
             log("  report/daily")
             with pipe.asset("daily") as asset:
                 _run_node(asset, "collect", _sh("ls published > report.lst"), work, log, pace_s, "report.lst")
-                _run_node(asset, "summarize", _sh("wc -l report.lst > report.txt"), work, log, pace_s, "report.txt")
+                _run_node(
+                    asset, "summarize", _sh("wc -l report.lst > report.txt"), work, log, pace_s, "report.txt"
+                )
                 with asset.node("notify") as node:
                     node.skip("no subscribers configured")
                 log("    notify     skipped (no subscribers configured)")
 
 
-def _wait_for(client: SnapshotClient, run_id: str, events: int, timeout_s: float,
-              log: Callable[[str], None]) -> db.DashboardSnapshot:
+def _wait_for(
+    client: SnapshotClient, run_id: str, events: int, timeout_s: float, log: Callable[[str], None]
+) -> db.DashboardSnapshot:
     """Wait until the receiver has folded every emitted event (a collector delivers asynchronously)."""
     deadline = time.monotonic() + timeout_s
     while True:
@@ -168,7 +192,9 @@ def _wait_for(client: SnapshotClient, run_id: str, events: int, timeout_s: float
         except grpc.RpcError as exc:
             status = f"{exc.code().name}: {exc.details()}"
         if time.monotonic() > deadline:
-            raise TimeoutError(f"receiver {client.address} did not fold run {run_id} in {timeout_s:.0f}s: {status}")
+            raise TimeoutError(
+                f"receiver {client.address} did not fold run {run_id} in {timeout_s:.0f}s: {status}"
+            )
         log(f"  waiting for the receiver: {status}")
         try:
             for _ in client.watch(run_id, after_revision=revision, timeout_s=2.0):
@@ -177,10 +203,18 @@ def _wait_for(client: SnapshotClient, run_id: str, events: int, timeout_s: float
             time.sleep(0.5)  # run not there yet (or watch deadline): back off before asking again
 
 
-def run_demo(*, config: ReceiverConfig, run_id: str | None = None, workdir: str | None = None,
-             otlp_endpoint: str | None = None, receiver_address: str | None = None, pace_s: float = 0.0,
-             log: Callable[[str], None] = print, wait_timeout_s: float = 120.0,
-             keep: Callable[[DemoResult], None] | None = None) -> DemoResult:
+def run_demo(
+    *,
+    config: ReceiverConfig,
+    run_id: str | None = None,
+    workdir: str | None = None,
+    otlp_endpoint: str | None = None,
+    receiver_address: str | None = None,
+    pace_s: float = 0.0,
+    log: Callable[[str], None] = print,
+    wait_timeout_s: float = 120.0,
+    keep: Callable[[DemoResult], None] | None = None,
+) -> DemoResult:
     """Run the demo pipeline and return the final snapshot.
 
     Args:

@@ -67,8 +67,9 @@ _REQUIRED_IDS: dict[int, tuple[str, ...]] = {
 MAX_EXTRA_ATTRIBUTES = 64
 
 
-def build_resource(service_name: str | None = None,
-                   resource_attributes: Mapping[str, str] | None = None) -> Resource:
+def build_resource(
+    service_name: str | None = None, resource_attributes: Mapping[str, str] | None = None
+) -> Resource:
     """The emitter's OTel resource: service and host identity, never an entity id.
 
     ``Resource.create`` merges the ``OTEL_RESOURCE_ATTRIBUTES`` / ``OTEL_SERVICE_NAME``
@@ -94,8 +95,9 @@ def build_resource(service_name: str | None = None,
     resource = Resource.create(attrs)
     leaked = sorted(k for k in resource.attributes if str(k).startswith("vfo."))
     if leaked:  # from OTEL_RESOURCE_ATTRIBUTES
-        _log.warning("dropping vfo.* resource attributes %s: entity ids are never resource attributes",
-                     leaked)
+        _log.warning(
+            "dropping vfo.* resource attributes %s: entity ids are never resource attributes", leaked
+        )
         resource = Resource({k: v for k, v in resource.attributes.items() if not str(k).startswith("vfo.")})
     return resource
 
@@ -312,7 +314,9 @@ class Emitter:
             from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
 
             logger_provider = LoggerProvider(resource=resource)
-            logger_provider.add_log_record_processor(BatchLogRecordProcessor(OTLPLogExporter(endpoint=endpoint)))
+            logger_provider.add_log_record_processor(
+                BatchLogRecordProcessor(OTLPLogExporter(endpoint=endpoint))
+            )
             self._owned.append(logger_provider)
         if meter_provider is None:
             readers = list(self._metric_readers)
@@ -344,11 +348,12 @@ class Emitter:
                 inst = meter.create_up_down_counter(spec.name, unit=spec.unit, description=spec.description)
             else:
                 inst = meter.create_histogram(
-                    spec.name, unit=spec.unit, description=spec.description,
+                    spec.name,
+                    unit=spec.unit,
+                    description=spec.description,
                     explicit_bucket_boundaries_advisory=list(c.DURATION_BUCKETS_S),
                 )
             self._instruments[spec.name] = inst
-
 
     @property
     def source_id(self) -> str:
@@ -436,8 +441,11 @@ class Emitter:
         count = self.stats.failures.get(kind, 0)
         self.stats.failures[kind] = count + 1
         if count == 0:
-            _log.warning("vfo_otel emitter failure (%s), counted in Emitter.stats; further ones not logged",
-                         kind, exc_info=exc)
+            _log.warning(
+                "vfo_otel emitter failure (%s), counted in Emitter.stats; further ones not logged",
+                kind,
+                exc_info=exc,
+            )
 
     def _emit(self, source: ev.RunEvent) -> ev.RunEvent:
         event = ev.RunEvent()
@@ -487,8 +495,11 @@ class Emitter:
         thread = self._heartbeat_thread
         if thread is None or not thread.is_alive():  # (re)started lazily, also in a forked child
             self._heartbeat_thread = threading.Thread(
-                target=_heartbeat_loop, args=(weakref.ref(self), self._heartbeat_interval_s, self._stopping),
-                name="vfo-otel-heartbeat", daemon=True)
+                target=_heartbeat_loop,
+                args=(weakref.ref(self), self._heartbeat_interval_s, self._stopping),
+                name="vfo-otel-heartbeat",
+                daemon=True,
+            )
             self._heartbeat_thread.start()
 
     def heartbeat(self) -> int:
@@ -503,10 +514,20 @@ class Emitter:
                     if len(key) != 5 or live.state != ev.STATE_RUNNING:
                         continue
                     run_id, pipeline_id, asset_id, node_id, attempt = key
-                    self._emit(ev.RunEvent(
-                        scope=ev.SCOPE_NODE, state=ev.STATE_RUNNING, previous_state=ev.STATE_RUNNING,
-                        run_id=run_id, pipeline_id=pipeline_id, asset_id=asset_id, node_id=node_id,
-                        stage_id=live.stage_id, attempt_id=int(attempt), heartbeat=True))
+                    self._emit(
+                        ev.RunEvent(
+                            scope=ev.SCOPE_NODE,
+                            state=ev.STATE_RUNNING,
+                            previous_state=ev.STATE_RUNNING,
+                            run_id=run_id,
+                            pipeline_id=pipeline_id,
+                            asset_id=asset_id,
+                            node_id=node_id,
+                            stage_id=live.stage_id,
+                            attempt_id=int(attempt),
+                            heartbeat=True,
+                        )
+                    )
                     sent += 1
                 self.stats.heartbeats += sent
         except Exception as exc:
@@ -515,8 +536,9 @@ class Emitter:
 
     def _emit_log(self, event: ev.RunEvent) -> None:
         rec = mapping.log_record(event)
-        span_ctx = SpanContext(rec.trace_id, rec.span_id, is_remote=False,
-                               trace_flags=TraceFlags(TraceFlags.SAMPLED))
+        span_ctx = SpanContext(
+            rec.trace_id, rec.span_id, is_remote=False, trace_flags=TraceFlags(TraceFlags.SAMPLED)
+        )
         ctx = trace_api.set_span_in_context(NonRecordingSpan(span_ctx))
         self._logger.emit(
             timestamp=rec.timestamp_ns,
@@ -533,13 +555,19 @@ class Emitter:
         data = mapping.span_start(event)
         parent_ctx = None
         if data.parent_span_id is not None:
-            parent = SpanContext(data.trace_id, data.parent_span_id, is_remote=True,
-                                 trace_flags=TraceFlags(TraceFlags.SAMPLED))
+            parent = SpanContext(
+                data.trace_id, data.parent_span_id, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED)
+            )
             parent_ctx = trace_api.set_span_in_context(NonRecordingSpan(parent))
         token = _NEXT_IDS.set((data.trace_id, data.span_id))
         try:
-            return self._tracer.start_span(data.name, context=parent_ctx, attributes=data.attributes,
-                                           start_time=start_ns, kind=trace_api.SpanKind.INTERNAL)
+            return self._tracer.start_span(
+                data.name,
+                context=parent_ctx,
+                attributes=data.attributes,
+                start_time=start_ns,
+                kind=trace_api.SpanKind.INTERNAL,
+            )
         finally:
             _NEXT_IDS.reset(token)
 

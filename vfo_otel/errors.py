@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import grpc
 
-__all__ = ["Invalid", "NotFound", "Overloaded", "ReceiverError", "Unauthenticated", "grpc_code", "http_status"]
+__all__ = [
+    "Invalid",
+    "NotFound",
+    "Overloaded",
+    "ReceiverError",
+    "Unauthenticated",
+    "grpc_code",
+    "http_status",
+]
 
 
 class ReceiverError(Exception):

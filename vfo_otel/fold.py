@@ -45,8 +45,12 @@ SCHEMA_VERSION = 1
 
 _TERMINAL = frozenset({ev.STATE_COMPLETE, ev.STATE_FAILED, ev.STATE_SKIPPED})
 _STATE_FIELD = {
-    ev.STATE_QUEUED: "queued", ev.STATE_RUNNING: "running", ev.STATE_WAITING: "waiting",
-    ev.STATE_COMPLETE: "complete", ev.STATE_FAILED: "failed", ev.STATE_SKIPPED: "skipped",
+    ev.STATE_QUEUED: "queued",
+    ev.STATE_RUNNING: "running",
+    ev.STATE_WAITING: "waiting",
+    ev.STATE_COMPLETE: "complete",
+    ev.STATE_FAILED: "failed",
+    ev.STATE_SKIPPED: "skipped",
 }
 
 
@@ -78,8 +82,23 @@ class _Acc:
     """What one entity (run, pipeline, asset or node attempt) keeps: maxima of its events."""
 
     __slots__ = (
-        "attrs", "cmd", "cmd_key", "duration_ns", "end_ns", "error", "exit_code", "exit_key", "first_ns",
-        "inputs", "inputs_key", "last_ns", "outputs", "outputs_key", "running_ns", "state", "state_key",
+        "attrs",
+        "cmd",
+        "cmd_key",
+        "duration_ns",
+        "end_ns",
+        "error",
+        "exit_code",
+        "exit_key",
+        "first_ns",
+        "inputs",
+        "inputs_key",
+        "last_ns",
+        "outputs",
+        "outputs_key",
+        "running_ns",
+        "state",
+        "state_key",
         "synthetic",
     )
 
@@ -113,8 +132,11 @@ class _Acc:
             self.end_ns = time_ns if terminal else None
             has_duration = terminal and event.HasField("duration")
             self.duration_ns = event.duration.ToNanoseconds() if has_duration else None
-            self.error = ((event.error.error_class, event.error.detail)
-                          if event.state == ev.STATE_FAILED and event.HasField("error") else None)
+            self.error = (
+                (event.error.error_class, event.error.detail)
+                if event.state == ev.STATE_FAILED and event.HasField("error")
+                else None
+            )
         if self.first_ns is None or time_ns < self.first_ns:
             self.first_ns = time_ns
         if event.state == ev.STATE_RUNNING and (self.running_ns is None or time_ns < self.running_ns):
@@ -220,7 +242,7 @@ def _dur(ns: int | None, out: Duration) -> None:
 
 
 def _count(counts: db.StateCounts, state: int) -> None:
-    name = _STATE_FIELD.get(state)
+    name = _STATE_FIELD.get(state)  # type: ignore[call-overload]
     if name is not None:
         setattr(counts, name, getattr(counts, name) + 1)
         counts.total += 1
@@ -414,8 +436,12 @@ class RunFold:
         depth = _depths(upstream)
         wf = db.Workflow()
         for node_id in sorted(upstream, key=lambda n: (depth[n], n)):
-            wf.nodes.add(node_id=node_id, stage_id=stages[node_id][1],
-                         counts=_counts(states.get(node_id, ())), depth=depth[node_id])
+            wf.nodes.add(
+                node_id=node_id,
+                stage_id=stages[node_id][1],
+                counts=_counts(states.get(node_id, ())),
+                depth=depth[node_id],
+            )
         for node_id in sorted(upstream):
             for u in sorted(upstream[node_id]):
                 wf.edges.add(from_node_id=u, to_node_id=node_id)
@@ -475,8 +501,12 @@ class RunFold:
             node = asset.nodes[node_id]
             if not node.attempts:
                 continue
-            detail = db.NodeDetail(node_id=node_id, stage_id=node.stage, state=node.latest()[1].state,  # type: ignore[arg-type]
-                                   upstream_node_ids=sorted(node.upstream))
+            detail = db.NodeDetail(
+                node_id=node_id,
+                stage_id=node.stage,
+                state=node.latest()[1].state,
+                upstream_node_ids=sorted(node.upstream),
+            )
             for n in sorted(node.attempts):
                 acc = node.attempts[n]
                 a = detail.attempts.add(attempt_id=n, state=acc.state, synthetic=acc.synthetic)
@@ -572,8 +602,9 @@ class Fold:
         self.runs.pop(run_id, None)
 
 
-def snapshot_of(events: Iterable[ev.RunEvent], run_id: str, selection: Selection | None = None,
-                now_ns: int = 0) -> db.DashboardSnapshot | None:
+def snapshot_of(
+    events: Iterable[ev.RunEvent], run_id: str, selection: Selection | None = None, now_ns: int = 0
+) -> db.DashboardSnapshot | None:
     """The snapshot of ``run_id`` from a set of events (pure; duplicates ignored); None if no event."""
     fold = Fold()
     for e in events:

@@ -78,8 +78,9 @@ class _Otlp:
         self.receiver = receiver
         self.auth = auth
 
-    async def export(self, context: grpc.aio.ServicerContext[Any, Any], decode: Callable[[], Decoded],
-                     signal: str) -> Decoded | None:
+    async def export(
+        self, context: grpc.aio.ServicerContext[Any, Any], decode: Callable[[], Decoded], signal: str
+    ) -> Decoded | None:
         try:
             self.auth.check(context)
             decoded = decode()
@@ -95,15 +96,15 @@ class _Otlp:
             return None
 
 
-class LogsServicer(logs_service_pb2_grpc.LogsServiceServicer):  # type: ignore[misc]
+class LogsServicer(logs_service_pb2_grpc.LogsServiceServicer):
     """OTLP LogsService: vfo log records become events."""
 
     def __init__(self, otlp: _Otlp) -> None:
         self._otlp = otlp
 
-    async def Export(self, request: logs_service_pb2.ExportLogsServiceRequest,
-                     context: grpc.aio.ServicerContext[Any, Any]
-                     ) -> logs_service_pb2.ExportLogsServiceResponse:
+    async def Export(
+        self, request: logs_service_pb2.ExportLogsServiceRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> logs_service_pb2.ExportLogsServiceResponse:
         limits = self._otlp.receiver.config.limits
         decoded = await self._otlp.export(context, lambda: decode_logs(request, limits), "logs")
         resp = logs_service_pb2.ExportLogsServiceResponse()
@@ -113,15 +114,17 @@ class LogsServicer(logs_service_pb2_grpc.LogsServiceServicer):  # type: ignore[m
         return resp
 
 
-class TraceServicer(trace_service_pb2_grpc.TraceServiceServicer):  # type: ignore[misc]
+class TraceServicer(trace_service_pb2_grpc.TraceServiceServicer):
     """OTLP TraceService: ``vfo.transition`` span events become events."""
 
     def __init__(self, otlp: _Otlp) -> None:
         self._otlp = otlp
 
-    async def Export(self, request: trace_service_pb2.ExportTraceServiceRequest,
-                     context: grpc.aio.ServicerContext[Any, Any]
-                     ) -> trace_service_pb2.ExportTraceServiceResponse:
+    async def Export(
+        self,
+        request: trace_service_pb2.ExportTraceServiceRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> trace_service_pb2.ExportTraceServiceResponse:
         limits = self._otlp.receiver.config.limits
         decoded = await self._otlp.export(context, lambda: decode_traces(request, limits), "traces")
         resp = trace_service_pb2.ExportTraceServiceResponse()
@@ -131,15 +134,17 @@ class TraceServicer(trace_service_pb2_grpc.TraceServiceServicer):  # type: ignor
         return resp
 
 
-class MetricsServicer(metrics_service_pb2_grpc.MetricsServiceServicer):  # type: ignore[misc]
+class MetricsServicer(metrics_service_pb2_grpc.MetricsServiceServicer):
     """OTLP MetricsService: accepted and counted, not folded (metrics belong in Prometheus/Mimir)."""
 
     def __init__(self, otlp: _Otlp) -> None:
         self._otlp = otlp
 
-    async def Export(self, request: metrics_service_pb2.ExportMetricsServiceRequest,
-                     context: grpc.aio.ServicerContext[Any, Any]
-                     ) -> metrics_service_pb2.ExportMetricsServiceResponse:
+    async def Export(
+        self,
+        request: metrics_service_pb2.ExportMetricsServiceRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> metrics_service_pb2.ExportMetricsServiceResponse:
         try:
             self._otlp.auth.check(context)
         except ReceiverError as exc:
@@ -155,7 +160,7 @@ class MetricsServicer(metrics_service_pb2_grpc.MetricsServiceServicer):  # type:
         return metrics_service_pb2.ExportMetricsServiceResponse()
 
 
-class SnapshotServicer(db_grpc.SnapshotServiceServicer):  # type: ignore[misc]
+class SnapshotServicer(db_grpc.SnapshotServiceServicer):
     """vfo.dashboard.v1.SnapshotService over the receiver."""
 
     def __init__(self, receiver: Receiver, auth: _Auth) -> None:
@@ -169,20 +174,26 @@ class SnapshotServicer(db_grpc.SnapshotServiceServicer):  # type: ignore[misc]
         except ReceiverError as exc:
             await _abort(context, exc)
 
-    async def ListRuns(self, request: db.ListRunsRequest,
-                       context: grpc.aio.ServicerContext[Any, Any]) -> db.ListRunsResponse:
-        return await self._call(context, lambda: self._receiver.list_runs(
-            request.page_size, request.page_token, request.state))
+    async def ListRuns(
+        self, request: db.ListRunsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> db.ListRunsResponse:
+        resp: db.ListRunsResponse = await self._call(
+            context, lambda: self._receiver.list_runs(request.page_size, request.page_token, request.state)
+        )
+        return resp
 
-    async def GetSnapshot(self, request: db.GetSnapshotRequest,
-                          context: grpc.aio.ServicerContext[Any, Any]) -> db.GetSnapshotResponse:
-        snap = await self._call(context, lambda: self._receiver.snapshot(
-            request.run_id, Selection(request.pipeline_id, request.asset_id)))
+    async def GetSnapshot(
+        self, request: db.GetSnapshotRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> db.GetSnapshotResponse:
+        snap = await self._call(
+            context,
+            lambda: self._receiver.snapshot(request.run_id, Selection(request.pipeline_id, request.asset_id)),
+        )
         return db.GetSnapshotResponse(snapshot=snap)
 
-    async def WatchSnapshot(self, request: db.WatchSnapshotRequest,
-                            context: grpc.aio.ServicerContext[Any, Any]
-                            ) -> AsyncIterator[db.WatchSnapshotResponse]:
+    async def WatchSnapshot(
+        self, request: db.WatchSnapshotRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[db.WatchSnapshotResponse]:
         try:
             self._auth.check(context)
             selection = Selection(request.pipeline_id, request.asset_id)
@@ -192,8 +203,9 @@ class SnapshotServicer(db_grpc.SnapshotServiceServicer):  # type: ignore[misc]
             await _abort(context, exc)
 
 
-async def create_server(receiver: Receiver, address: str | None = None,
-                  credentials: grpc.ServerCredentials | None = None) -> tuple[grpc.aio.Server, int]:
+async def create_server(
+    receiver: Receiver, address: str | None = None, credentials: grpc.ServerCredentials | None = None
+) -> tuple[grpc.aio.Server, int]:
     """Build and bind (not start) the gRPC server; runs on the event loop.
 
     Args:
@@ -210,11 +222,13 @@ async def create_server(receiver: Receiver, address: str | None = None,
     cfg = receiver.config
     addr = address or cfg.grpc_address
     size = cfg.max_request_bytes
-    server = grpc.aio.server(options=[
-        ("grpc.max_receive_message_length", size),
-        ("grpc.max_send_message_length", 64 * 1024 * 1024),
-        ("grpc.so_reuseport", 0),
-    ])
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", size),
+            ("grpc.max_send_message_length", 64 * 1024 * 1024),
+            ("grpc.so_reuseport", 0),
+        ]
+    )
     auth = _Auth(cfg.auth_token.get_secret_value() if cfg.auth_token else None)
     otlp = _Otlp(receiver, auth)
     logs_service_pb2_grpc.add_LogsServiceServicer_to_server(LogsServicer(otlp), server)
@@ -223,11 +237,15 @@ async def create_server(receiver: Receiver, address: str | None = None,
     db_grpc.add_SnapshotServiceServicer_to_server(SnapshotServicer(receiver, auth), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    for name in ("", "opentelemetry.proto.collector.logs.v1.LogsService",
-                 "opentelemetry.proto.collector.trace.v1.TraceService", "vfo.dashboard.v1.SnapshotService"):
+    for name in (
+        "",
+        "opentelemetry.proto.collector.logs.v1.LogsService",
+        "opentelemetry.proto.collector.trace.v1.TraceService",
+        "vfo.dashboard.v1.SnapshotService",
+    ):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     try:
-        port = (server.add_secure_port(addr, credentials) if credentials else server.add_insecure_port(addr))
+        port = server.add_secure_port(addr, credentials) if credentials else server.add_insecure_port(addr)
     except RuntimeError as exc:
         raise RuntimeError(f"cannot bind gRPC server to {addr}: {exc}") from exc
     if port == 0:

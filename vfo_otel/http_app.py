@@ -84,8 +84,13 @@ def _selection(request: web.Request) -> Selection:
 
 async def _runs(request: web.Request) -> web.StreamResponse:
     r = request.app[_RECEIVER]
-    return _json(r.list_runs(_int(request, "page_size"), request.query.get("page_token", ""),
-                             _state(request.query.get("state", ""))))
+    return _json(
+        r.list_runs(
+            _int(request, "page_size"),
+            request.query.get("page_token", ""),
+            _state(request.query.get("state", "")),
+        )
+    )
 
 
 async def _snapshot(request: web.Request) -> web.StreamResponse:
@@ -101,8 +106,9 @@ async def _watch(request: web.Request) -> web.StreamResponse:
     if last_id.isdigit():  # an EventSource reconnecting resumes after its last revision
         after = max(after, int(last_id))
     r.check_run(run_id)
-    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
-                                       "X-Accel-Buffering": "no"})
+    resp = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )
     await resp.prepare(request)
     await resp.write(b"retry: 2000\n\n")
     it = r.watch(run_id, _selection(request), after).__aiter__()
@@ -146,8 +152,9 @@ async def _index(request: web.Request) -> web.StreamResponse:
 
 
 @web.middleware
-async def _errors_and_auth(request: web.Request,
-                           handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+async def _errors_and_auth(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
     r = request.app[_RECEIVER]
     token = r.config.auth_token
     origin = request.headers.get("Origin")
@@ -181,8 +188,9 @@ def create_http_app(receiver: Receiver) -> web.Application:
     return app
 
 
-async def start_http(receiver: Receiver, address: str | None = None,
-                     ssl_context: Any = None) -> tuple[web.AppRunner, int]:
+async def start_http(
+    receiver: Receiver, address: str | None = None, ssl_context: Any = None
+) -> tuple[web.AppRunner, int]:
     """Bind and start the HTTP server; runs on the event loop.
 
     Args:
@@ -207,10 +215,10 @@ async def start_http(receiver: Receiver, address: str | None = None,
     except OSError as exc:
         sock.close()
         raise OSError(exc.errno, f"cannot bind HTTP server to {addr}: {exc.strerror}") from exc
-    runner = web.AppRunner(create_http_app(receiver), handle_signals=False, access_log=None,
-                           shutdown_timeout=1.0)
+    runner = web.AppRunner(
+        create_http_app(receiver), handle_signals=False, access_log=None, shutdown_timeout=1.0
+    )
     await runner.setup()
     site = web.SockSite(runner, sock, ssl_context=ssl_context)
     await site.start()
     return runner, sock.getsockname()[1]
-

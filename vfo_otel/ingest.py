@@ -52,8 +52,11 @@ class Decoded:
         if not self.rejected:
             return ""
         more = f" (+{self.rejected - len(self.errors)} more)" if self.rejected > len(self.errors) else ""
-        return f"rejected {self.rejected} vfo record(s); the rest of the batch was kept: " + "; ".join(
-            self.errors) + more
+        return (
+            f"rejected {self.rejected} vfo record(s); the rest of the batch was kept: "
+            + "; ".join(self.errors)
+            + more
+        )
 
 
 def _origin(resource: resource_pb2.Resource) -> ev.Origin:
@@ -63,8 +66,11 @@ def _origin(resource: resource_pb2.Resource) -> ev.Origin:
         v = attrs.get(key)
         return v if isinstance(v, str) else ""
 
-    return ev.Origin(service_name=text(c.Key.SERVICE_NAME), service_version=text(c.Key.SERVICE_VERSION),
-                     host_name=text(c.Key.HOST_NAME))
+    return ev.Origin(
+        service_name=text(c.Key.SERVICE_NAME),
+        service_version=text(c.Key.SERVICE_VERSION),
+        host_name=text(c.Key.HOST_NAME),
+    )
 
 
 def decode_logs(request: logs_service_pb2.ExportLogsServiceRequest, limits: Limits) -> Decoded:

@@ -343,8 +343,9 @@ def _body(event: ev.RunEvent) -> str:
         "run": f"run {event.run_id}",
         "pipeline": f"pipeline {event.pipeline_id}",
         "asset": f"asset {event.asset_id} in {event.pipeline_id}",
-        "node": (f"node {event.node_id} attempt {event.attempt_id} for {event.asset_id} "
-                 f"in {event.pipeline_id}"),
+        "node": (
+            f"node {event.node_id} attempt {event.attempt_id} for {event.asset_id} in {event.pipeline_id}"
+        ),
     }[scope]
     text = f"{what} {state_name(event.state)}"
     if event.state == ev.STATE_FAILED and event.error.error_class:
@@ -557,7 +558,7 @@ def event_from_attributes(attrs: Mapping[str, Any], time_ns: int) -> ev.RunEvent
         if attr_key.startswith(c.ATTR_PREFIX_EXTRA):
             if not isinstance(value, str):
                 raise DecodeError(f"attribute {attr_key!r} must be str")
-            event.attributes[attr_key[len(c.ATTR_PREFIX_EXTRA):]] = value
+            event.attributes[attr_key[len(c.ATTR_PREFIX_EXTRA) :]] = value
     return event
 
 
@@ -603,5 +604,6 @@ def events_from_span(span: trace_pb2.Span) -> tuple[list[ev.RunEvent], list[Deco
     return events, errors
 
 
-_ENTITY_KEYS = frozenset({Key.SCOPE, Key.RUN_ID, Key.PIPELINE_ID, Key.ASSET_ID, Key.NODE_ID, Key.STAGE_ID,
-                          Key.ATTEMPT_ID})
+_ENTITY_KEYS = frozenset(
+    {Key.SCOPE, Key.RUN_ID, Key.PIPELINE_ID, Key.ASSET_ID, Key.NODE_ID, Key.STAGE_ID, Key.ATTEMPT_ID}
+)

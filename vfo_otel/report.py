@@ -12,7 +12,7 @@ STATE_COLUMNS = ("queued", "running", "waiting", "complete", "failed", "skipped"
 
 def state_label(state: int) -> str:
     """``STATE_FAILED`` -> ``failed``."""
-    return str(ev.State.Name(state)).removeprefix("STATE_").lower()  # type: ignore[arg-type]
+    return str(ev.State.Name(state)).removeprefix("STATE_").lower()
 
 
 def _seconds(d: object) -> str:
@@ -29,15 +29,19 @@ def format_run_line(item: db.RunListItem) -> str:
     h, s = item.run, item.summary
     start = h.start_time.ToDatetime().isoformat(timespec="seconds") if h.HasField("start_time") else "-"
     dur = _seconds(h.duration) if h.HasField("duration") else "-"
-    return (f"{h.run_id:<36} {state_label(h.state):<9} {start:<20} {dur:>9}  nodes: "
-            f"{s.nodes.complete} complete, {s.nodes.failed} failed, {s.nodes.skipped} skipped, "
-            f"{s.nodes.running} running")
+    return (
+        f"{h.run_id:<36} {state_label(h.state):<9} {start:<20} {dur:>9}  nodes: "
+        f"{s.nodes.complete} complete, {s.nodes.failed} failed, {s.nodes.skipped} skipped, "
+        f"{s.nodes.running} running"
+    )
 
 
 def format_summary(snap: db.DashboardSnapshot) -> str:
     """The run summary: header, counts per state, stage totals."""
     h = snap.run
-    lines = [f"run {h.run_id}: {state_label(h.state)} (revision {snap.revision}, schema v{snap.schema_version})"]
+    lines = [
+        f"run {h.run_id}: {state_label(h.state)} (revision {snap.revision}, schema v{snap.schema_version})"
+    ]
     if h.HasField("duration"):
         lines[0] += f" in {_seconds(h.duration)}"
     if h.error.error_class:
@@ -47,15 +51,21 @@ def format_summary(snap: db.DashboardSnapshot) -> str:
     for name in ("pipelines", "assets", "nodes", "attempts"):
         lines.append(_row(name, getattr(snap.summary, name)))
     lines.append("")
-    lines.append(f"  {'stage':<12}{'nodes':>7}{'complete':>10}{'failed':>8}{'skipped':>9}{'total time':>12}"
-                 f"{'max time':>10}")
+    lines.append(
+        f"  {'stage':<12}{'nodes':>7}{'complete':>10}{'failed':>8}{'skipped':>9}{'total time':>12}"
+        f"{'max time':>10}"
+    )
     for st in snap.stage_totals:
         c = st.counts
-        lines.append(f"  {st.stage_id:<12}{c.total:>7}{c.complete:>10}{c.failed:>8}{c.skipped:>9}"
-                     f"{_seconds(st.total_duration):>12}{_seconds(st.max_duration):>10}")
+        lines.append(
+            f"  {st.stage_id:<12}{c.total:>7}{c.complete:>10}{c.failed:>8}{c.skipped:>9}"
+            f"{_seconds(st.total_duration):>12}{_seconds(st.max_duration):>10}"
+        )
     lines.append("")
     for p in snap.pipelines:
         failed = [a.asset_id for a in p.assets if a.state == ev.STATE_FAILED]
-        lines.append(f"  pipeline {p.pipeline_id}: {state_label(p.state)}, {len(p.assets)} assets"
-                     + (f" (failed: {', '.join(failed)})" if failed else ""))
+        lines.append(
+            f"  pipeline {p.pipeline_id}: {state_label(p.state)}, {len(p.assets)} assets"
+            + (f" (failed: {', '.join(failed)})" if failed else "")
+        )
     return "\n".join(lines)

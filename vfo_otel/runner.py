@@ -75,8 +75,14 @@ class _Entity:
 
     scope: int
 
-    def __init__(self, emitter: Emitter, ids: dict[str, Any], *, command: ev.Command | None = None,
-                 attributes: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        emitter: Emitter,
+        ids: dict[str, Any],
+        *,
+        command: ev.Command | None = None,
+        attributes: Mapping[str, str] | None = None,
+    ) -> None:
         self._emitter = emitter
         self._ids = ids
         self._command = command
@@ -138,8 +144,9 @@ class _Entity:
     def _start_fields(self) -> dict[str, Any]:
         return {}
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         fields = {**self._duration_fields(), **self._extra_end_fields()}
         error = self._error
         if exc is not None:
@@ -164,10 +171,18 @@ class RunHandle(_Entity):
 
     scope = ev.SCOPE_RUN
 
-    def __init__(self, emitter: Emitter, run_id: str, *, command: str | Sequence[str] | None = None,
-                 action: str | None = None, attributes: Mapping[str, str] | None = None) -> None:
-        super().__init__(emitter, {"run_id": run_id}, command=_command(command, action),
-                         attributes=attributes)
+    def __init__(
+        self,
+        emitter: Emitter,
+        run_id: str,
+        *,
+        command: str | Sequence[str] | None = None,
+        action: str | None = None,
+        attributes: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(
+            emitter, {"run_id": run_id}, command=_command(command, action), attributes=attributes
+        )
         self.run_id = run_id
         self._pipelines: list[PipelineHandle] = []
 
@@ -187,8 +202,9 @@ class PipelineHandle(_Entity):
 
     scope = ev.SCOPE_PIPELINE
 
-    def __init__(self, emitter: Emitter, run_id: str, pipeline_id: str,
-                 workflow: Mapping[str, NodeSpec] | None) -> None:
+    def __init__(
+        self, emitter: Emitter, run_id: str, pipeline_id: str, workflow: Mapping[str, NodeSpec] | None
+    ) -> None:
         super().__init__(emitter, {"run_id": run_id, "pipeline_id": pipeline_id})
         self.run_id, self.pipeline_id = run_id, pipeline_id
         self.workflow: dict[str, NodeSpec] = dict(workflow or {})
@@ -217,10 +233,12 @@ class AssetHandle(_Entity):
 
     scope = ev.SCOPE_ASSET
 
-    def __init__(self, emitter: Emitter, pipeline: PipelineHandle, asset_id: str,
-                 inputs: Sequence[ev.AssetRef]) -> None:
-        super().__init__(emitter, {"run_id": pipeline.run_id, "pipeline_id": pipeline.pipeline_id,
-                                   "asset_id": asset_id})
+    def __init__(
+        self, emitter: Emitter, pipeline: PipelineHandle, asset_id: str, inputs: Sequence[ev.AssetRef]
+    ) -> None:
+        super().__init__(
+            emitter, {"run_id": pipeline.run_id, "pipeline_id": pipeline.pipeline_id, "asset_id": asset_id}
+        )
         self.pipeline, self.asset_id = pipeline, asset_id
         self._inputs = list(inputs)
         self._attempts: dict[str, int] = {}
@@ -234,13 +252,28 @@ class AssetHandle(_Entity):
             self._emitter.emit(self._node_event(node_id, spec.stage, 1, ev.STATE_QUEUED, spec.after))
         return self
 
-    def _node_event(self, node_id: str, stage: str, attempt: int, state: int,
-                    upstream: Sequence[str], **fields: Any) -> ev.RunEvent:
-        return ev.RunEvent(scope=ev.SCOPE_NODE, state=state, node_id=node_id, stage_id=stage,  # type: ignore[arg-type]
-                           attempt_id=attempt, upstream_node_ids=list(upstream), **self._ids, **fields)
+    def _node_event(
+        self, node_id: str, stage: str, attempt: int, state: int, upstream: Sequence[str], **fields: Any
+    ) -> ev.RunEvent:
+        return ev.RunEvent(
+            scope=ev.SCOPE_NODE,
+            state=state,  # type: ignore[arg-type]
+            node_id=node_id,
+            stage_id=stage,
+            attempt_id=attempt,
+            upstream_node_ids=list(upstream),
+            **self._ids,
+            **fields,
+        )
 
-    def node(self, node_id: str, *, stage: str | None = None, after: Sequence[str] | None = None,
-             attempt: int | None = None) -> NodeHandle:
+    def node(
+        self,
+        node_id: str,
+        *,
+        stage: str | None = None,
+        after: Sequence[str] | None = None,
+        attempt: int | None = None,
+    ) -> NodeHandle:
         """The next attempt of a node for this asset (attempt 1, then 2, 3 ... on each call).
 
         Stage and upstream nodes default to the pipeline's workflow.
@@ -251,8 +284,9 @@ class AssetHandle(_Entity):
         spec = self.pipeline.workflow.get(node_id)
         if stage is None:
             if spec is None:
-                raise ValueError(f"node {node_id!r} is not in the workflow of {self.pipeline.pipeline_id!r}; "
-                                 "pass stage=")
+                raise ValueError(
+                    f"node {node_id!r} is not in the workflow of {self.pipeline.pipeline_id!r}; pass stage="
+                )
             stage = spec.stage
         upstream = tuple(after) if after is not None else (spec.after if spec else ())
         number = attempt if attempt is not None else self._attempts.get(node_id, 0) + 1
@@ -266,9 +300,17 @@ class AssetHandle(_Entity):
     def _extra_end_fields(self) -> dict[str, Any]:
         for node_id in sorted(self._queued):  # never started: skipped
             spec = self.pipeline.workflow[node_id]
-            self._emitter.emit(self._node_event(node_id, spec.stage, 1, ev.STATE_SKIPPED, spec.after,
-                                                previous_state=ev.STATE_QUEUED,
-                                                attributes={"skip_reason": "not run"}))
+            self._emitter.emit(
+                self._node_event(
+                    node_id,
+                    spec.stage,
+                    1,
+                    ev.STATE_SKIPPED,
+                    spec.after,
+                    previous_state=ev.STATE_QUEUED,
+                    attributes={"skip_reason": "not run"},
+                )
+            )
         self._queued.clear()
         return {}
 
@@ -286,10 +328,19 @@ class NodeHandle(_Entity):
 
     scope = ev.SCOPE_NODE
 
-    def __init__(self, asset: AssetHandle, node_id: str, stage: str, attempt: int, upstream: Sequence[str],
-                 *, queued: bool) -> None:
-        super().__init__(asset._emitter, {**asset._ids, "node_id": node_id, "stage_id": stage,
-                                          "attempt_id": attempt})
+    def __init__(
+        self,
+        asset: AssetHandle,
+        node_id: str,
+        stage: str,
+        attempt: int,
+        upstream: Sequence[str],
+        *,
+        queued: bool,
+    ) -> None:
+        super().__init__(
+            asset._emitter, {**asset._ids, "node_id": node_id, "stage_id": stage, "attempt_id": attempt}
+        )
         self.asset, self.node_id, self.stage_id, self.attempt_id = asset, node_id, stage, attempt
         self.upstream = tuple(upstream)
         self.inputs: list[ev.AssetRef] = list(asset._inputs)
@@ -325,17 +376,33 @@ class NodeHandle(_Entity):
         """Record the process exit code (negative: killed by that signal, as subprocess reports)."""
         self.exit_code = code
 
-    def add_output(self, uri: str, *, role: str = "", asset_id: str = "", size_bytes: int | None = None,
-                   media_type: str = "") -> None:
+    def add_output(
+        self,
+        uri: str,
+        *,
+        role: str = "",
+        asset_id: str = "",
+        size_bytes: int | None = None,
+        media_type: str = "",
+    ) -> None:
         """Record an output asset reference."""
-        self.outputs.append(ev.AssetRef(asset_id=asset_id, uri=uri, role=role, size_bytes=size_bytes,
-                                        media_type=media_type))
+        self.outputs.append(
+            ev.AssetRef(asset_id=asset_id, uri=uri, role=role, size_bytes=size_bytes, media_type=media_type)
+        )
 
-    def add_input(self, uri: str, *, role: str = "", asset_id: str = "", size_bytes: int | None = None,
-                  media_type: str = "") -> None:
+    def add_input(
+        self,
+        uri: str,
+        *,
+        role: str = "",
+        asset_id: str = "",
+        size_bytes: int | None = None,
+        media_type: str = "",
+    ) -> None:
         """Record an input asset reference."""
-        self.inputs.append(ev.AssetRef(asset_id=asset_id, uri=uri, role=role, size_bytes=size_bytes,
-                                       media_type=media_type))
+        self.inputs.append(
+            ev.AssetRef(asset_id=asset_id, uri=uri, role=role, size_bytes=size_bytes, media_type=media_type)
+        )
 
     def skip(self, reason: str = "") -> None:
         """End this attempt ``skipped`` when it exits."""

@@ -102,7 +102,8 @@ class Receiver:
             return
         loop = asyncio.get_running_loop()
         self._store = await loop.run_in_executor(
-            self._io, lambda: EventStore(self.config.store_path, fsync=self.config.fsync))
+            self._io, lambda: EventStore(self.config.store_path, fsync=self.config.fsync)
+        )
         replayed = 0
         it = self._store.replay()
         while True:
@@ -114,8 +115,9 @@ class Receiver:
             replayed += len(batch)
         self._started = True
         if replayed:
-            _log.info("replayed %d events of %d runs from %s", replayed, len(self.fold.runs),
-                      self.config.store_path)
+            _log.info(
+                "replayed %d events of %d runs from %s", replayed, len(self.fold.runs), self.config.store_path
+            )
         await self.apply_retention()
         if self.config.retention_runs is not None or self.config.retention_days is not None:
             self._retention_task = asyncio.create_task(self._retention_loop(), name="vfo-retention")
@@ -187,7 +189,8 @@ class Receiver:
             min_time = time.time_ns() - int(self.config.retention_days * 86400e9)
         loop = asyncio.get_running_loop()
         expired = await loop.run_in_executor(
-            self._io, lambda: store.expired_runs(max_runs=self.config.retention_runs, min_time_ns=min_time))
+            self._io, lambda: store.expired_runs(max_runs=self.config.retention_runs, min_time_ns=min_time)
+        )
         if expired:
             await loop.run_in_executor(self._io, store.delete_runs, expired)
             for run_id in expired:
@@ -256,14 +259,15 @@ class Receiver:
             items.append((header, run))
         items.sort(key=lambda hr: (hr[0].start_time.ToNanoseconds(), hr[0].run_id), reverse=True)
         out = db.ListRunsResponse()
-        for header, run in items[offset:offset + size]:
+        for header, run in items[offset : offset + size]:
             out.runs.add(run=header, summary=run.summary(), revision=run.revision)
         if offset + size < len(items):
             out.next_page_token = base64.urlsafe_b64encode(str(offset + size).encode()).decode()
         return out
 
-    async def watch(self, run_id: str, selection: Selection | None = None,
-                    after_revision: int = 0) -> AsyncIterator[db.DashboardSnapshot]:
+    async def watch(
+        self, run_id: str, selection: Selection | None = None, after_revision: int = 0
+    ) -> AsyncIterator[db.DashboardSnapshot]:
         """Yield the run's snapshot now if newer than ``after_revision``, then at each new revision.
 
         Revisions may be coalesced: a slow reader gets the newest, never an older one.

@@ -92,10 +92,14 @@ class EventStore:
                 ids = list(batch)
                 known: set[str] = set()
                 for i in range(0, len(ids), _CHUNK):
-                    part = ids[i:i + _CHUNK]
+                    part = ids[i : i + _CHUNK]
                     marks = ",".join("?" * len(part))
-                    known.update(r[0] for r in self._db.execute(
-                        f"SELECT event_id FROM events WHERE event_id IN ({marks})", part))
+                    known.update(
+                        r[0]
+                        for r in self._db.execute(
+                            f"SELECT event_id FROM events WHERE event_id IN ({marks})", part
+                        )
+                    )
                 new = [e for i, e in batch.items() if i not in known]
                 if not new:
                     return []
@@ -108,10 +112,13 @@ class EventStore:
                         last[e.run_id] = t
                 self._db.execute("BEGIN")
                 self._db.executemany(
-                    "INSERT INTO events (event_id, run_id, time_ns, payload) VALUES (?, ?, ?, ?)", rows)
+                    "INSERT INTO events (event_id, run_id, time_ns, payload) VALUES (?, ?, ?, ?)", rows
+                )
                 self._db.executemany(
                     "INSERT INTO runs (run_id, last_time_ns) VALUES (?, ?) ON CONFLICT (run_id) "
-                    "DO UPDATE SET last_time_ns = max(last_time_ns, excluded.last_time_ns)", last.items())
+                    "DO UPDATE SET last_time_ns = max(last_time_ns, excluded.last_time_ns)",
+                    last.items(),
+                )
                 self._db.execute("COMMIT")
                 return new
             except sqlite3.Error as exc:
@@ -144,7 +151,8 @@ class EventStore:
         updated before ``min_time_ns``."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT run_id, last_time_ns FROM runs ORDER BY last_time_ns DESC, run_id")
+                "SELECT run_id, last_time_ns FROM runs ORDER BY last_time_ns DESC, run_id"
+            )
             out = []
             for i, (run_id, last) in enumerate(rows):
                 too_many = max_runs is not None and i >= max_runs

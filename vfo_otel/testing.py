@@ -208,18 +208,33 @@ class OtlpSink:
 
     def log_records(self) -> list[logs_pb2.LogRecord]:
         """Every OTLP LogRecord received so far."""
-        return [r for req in self._of("logs") for rl in req.resource_logs for sl in rl.scope_logs
-                for r in sl.log_records]
+        return [
+            r
+            for req in self._of("logs")
+            for rl in req.resource_logs
+            for sl in rl.scope_logs
+            for r in sl.log_records
+        ]
 
     def spans(self) -> list[trace_pb2.Span]:
         """Every OTLP Span received so far."""
-        return [s for req in self._of("traces") for rs in req.resource_spans for ss in rs.scope_spans
-                for s in ss.spans]
+        return [
+            s
+            for req in self._of("traces")
+            for rs in req.resource_spans
+            for ss in rs.scope_spans
+            for s in ss.spans
+        ]
 
     def metrics(self) -> list[metrics_pb2.Metric]:
         """Every OTLP Metric received so far (one entry per metric per export)."""
-        return [m for req in self._of("metrics") for rm in req.resource_metrics for sm in rm.scope_metrics
-                for m in sm.metrics]
+        return [
+            m
+            for req in self._of("metrics")
+            for rm in req.resource_metrics
+            for sm in rm.scope_metrics
+            for m in sm.metrics
+        ]
 
     def _of(self, signal: str) -> list[Any]:
         return [req for sig, req in self.requests if sig == signal]
@@ -253,17 +268,29 @@ class OtlpSink:
         Raises:
             TimeoutError: fewer arrived within ``timeout_s`` seconds.
         """
+
         def enough() -> bool:
-            n = sum(len(ss.spans) for sig, req in self._requests if sig == "traces"
-                    for rs in req.resource_spans for ss in rs.scope_spans)
+            n = sum(
+                len(ss.spans)
+                for sig, req in self._requests
+                if sig == "traces"
+                for rs in req.resource_spans
+                for ss in rs.scope_spans
+            )
             return n >= count
 
         self.wait_for(enough, timeout_s)
         return self.spans()
 
     def _log_records_locked(self) -> list[logs_pb2.LogRecord]:
-        return [r for sig, req in self._requests if sig == "logs" for rl in req.resource_logs
-                for sl in rl.scope_logs for r in sl.log_records]
+        return [
+            r
+            for sig, req in self._requests
+            if sig == "logs"
+            for rl in req.resource_logs
+            for sl in rl.scope_logs
+            for r in sl.log_records
+        ]
 
 
 class _TraceServicer(trace_service_pb2_grpc.TraceServiceServicer):
@@ -302,8 +329,9 @@ _TIME_MIN_NS = 946_684_800 * 10**9
 _TIME_MAX_NS = 4_102_444_800 * 10**9
 
 
-def run_events(*, states: tuple[int, ...] | None = None,
-               scopes: tuple[int, ...] | None = None) -> SearchStrategy[ev.RunEvent]:
+def run_events(
+    *, states: tuple[int, ...] | None = None, scopes: tuple[int, ...] | None = None
+) -> SearchStrategy[ev.RunEvent]:
     """A hypothesis strategy of valid, fully identified ``vfo.events.v1.RunEvent`` messages.
 
     Each event has a non-empty ``event_id``, a ``time`` between 2000 and 2100, a non-empty
