@@ -62,6 +62,12 @@ def _rank(event: ev.RunEvent) -> int:
 
 
 OrderKey = tuple[int, int, str]
+#: Which node an asset is "at": a running/waiting one, else a failed one, else the latest that
+#: ran; a skipped node is never preferred over one that ran. Ties: the most recently updated.
+_CURRENT_RANK = {
+    ev.STATE_RUNNING: 3, ev.STATE_WAITING: 3, ev.STATE_FAILED: 2,
+    ev.STATE_COMPLETE: 1, ev.STATE_QUEUED: 1, ev.STATE_SKIPPED: 0,
+}
 #: (start, end, duration, last update) of an entity, ns; None when unknown.
 _Times = tuple[int | None, int | None, int | None, int]
 
@@ -400,8 +406,7 @@ class RunFold:
             out.attempts += len(node.attempts)
             _, acc = node.latest()
             _count(out.node_counts, acc.state)
-            active = acc.state in (ev.STATE_RUNNING, ev.STATE_WAITING)
-            rank = (1 if active else 0, acc.last_ns)
+            rank = (_CURRENT_RANK.get(acc.state, 0), acc.last_ns)
             cand = (rank, node_id, node.stage)
             if current is None or (cand[0], cand[1]) > (current[0], current[1]):
                 current = cand
