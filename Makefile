@@ -28,8 +28,7 @@ proto: setup
 
 # buf lint with the repo's buf.yaml; google/api protos come from googleapis-common-protos.
 lint-proto: setup
-	rm -rf build/proto-deps && mkdir -p build/proto-deps/google
-	cp -r "$$($(BIN)/python -c 'import google.api, os; print(os.path.dirname(google.api.__file__))')" build/proto-deps/google/api
+	$(BIN)/python scripts/gen_proto.py --deps build/proto-deps
 	npx --yes @bufbuild/buf@$(BUF_VERSION) lint
 
 lint: setup

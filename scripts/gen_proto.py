@@ -1,6 +1,7 @@
 """Regenerate the Python protobuf/gRPC code and .pyi stubs from proto/.
 
 Usage: python scripts/gen_proto.py [OUT_DIR]
+       python scripts/gen_proto.py --deps DIR   (copy google/api protos for `buf lint`)
 
 OUT_DIR defaults to vfo_otel/_gen. The generated modules import each other as
 ``vfo_otel._gen.vfo...`` so that no top-level ``vfo`` package is installed.
@@ -28,10 +29,30 @@ _IMPORT = re.compile(r"^(from|import) vfo\.", re.MULTILINE)
 def _include_dirs() -> list[str]:
     """Well-known types from grpc_tools; google/api from googleapis-common-protos."""
     wkt = importlib.resources.files("grpc_tools") / "_proto"
-    import google.api  # googleapis-common-protos ships the .proto files
+    return [str(PROTO_ROOT), str(wkt), str(googleapis_root())]
 
-    googleapis = pathlib.Path(google.api.__path__[0]).parent.parent
-    return [str(PROTO_ROOT), str(wkt), str(googleapis)]
+
+def googleapis_root() -> pathlib.Path:
+    """The folder holding google/api/annotations.proto (googleapis-common-protos ships the .proto files).
+
+    ``google.api`` is a namespace package: search every part of its path, not ``__file__``.
+    """
+    import google.api
+
+    for part in google.api.__path__:
+        if (pathlib.Path(part) / "annotations.proto").is_file():
+            return pathlib.Path(part).parent.parent
+    raise RuntimeError("google/api/annotations.proto not found: install googleapis-common-protos")
+
+
+def copy_proto_deps(out_dir: pathlib.Path) -> None:
+    """Copy google/api/*.proto into out_dir (an extra module for `buf lint`, never linted itself)."""
+    target = out_dir / "google" / "api"
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    for proto in (googleapis_root() / "google" / "api").glob("*.proto"):
+        shutil.copy(proto, target / proto.name)
 
 
 def generate(out_dir: pathlib.Path) -> None:
@@ -57,6 +78,9 @@ def generate(out_dir: pathlib.Path) -> None:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--deps"]:
+        copy_proto_deps(pathlib.Path(sys.argv[2]))
+        sys.exit(0)
     target = pathlib.Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "vfo_otel" / "_gen"
     generate(target)
     print(f"generated into {target}")

@@ -1,0 +1,1 @@
+"""vfo-otel benchmark harness: ``python -m bench`` (see docs/benchmarks.md)."""
