@@ -133,6 +133,21 @@ def _receiver_options(f: Any) -> Any:
 @click.option(
     "--cors-origin", multiple=True, help="Browser origin allowed to read the HTTP API (repeatable)."
 )
+@click.option(
+    "--stale-after",
+    "stale_after_s",
+    type=click.FloatRange(min=0, min_open=True),
+    default=120.0,
+    show_default=True,
+    help="Seconds without any event (heartbeats included) after which a running node is shown stale.",
+)
+@click.option(
+    "--heartbeat-lost-after",
+    "heartbeat_lost_after_s",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="End a node silent this many seconds as failed/HeartbeatLost (synthetic). Default: off.",
+)
 def serve(
     grpc_address: str,
     http_address: str,
@@ -146,11 +161,13 @@ def serve(
     tls_cert: str | None,
     tls_key: str | None,
     cors_origin: tuple[str, ...],
+    stale_after_s: float,
+    heartbeat_lost_after_s: float | None,
 ) -> None:
     """Run the receiver: OTLP/gRPC in (traces, logs), dashboard snapshots out over gRPC and HTTP JSON.
 
-    Binds to loopback by default; any other address must be given explicitly. Stops on
-    SIGINT/SIGTERM after in-flight exports finish.
+    Binds to loopback (127.0.0.1) by default; any other address must be given explicitly.
+    Stops on SIGINT/SIGTERM after in-flight exports finish.
     """
     from vfo_otel.server import ReceiverServer, TlsFiles
 
@@ -167,6 +184,8 @@ def serve(
         max_request_bytes=max_request_bytes,
         auth_token=token,
         cors_origins=list(cors_origin),
+        stale_after_s=stale_after_s,
+        heartbeat_lost_after_s=heartbeat_lost_after_s,
     )
     tls = TlsFiles(tls_cert, tls_key) if tls_cert and tls_key else None
 

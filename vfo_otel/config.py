@@ -5,7 +5,7 @@ Defaults are the embedded setup: loopback only, SQLite file in the working direc
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from vfo_otel.limits import Limits
 
@@ -42,6 +42,12 @@ class ReceiverConfig(BaseModel):
         auth_token: bearer token required on ingest and read APIs when set.
         cors_origins: origins allowed to read the HTTP API from a browser (none by default).
         limits: per-event limits (id length, text truncation).
+        stale_after_s: a running or waiting node attempt with no event (heartbeats included)
+            for longer than this is flagged ``stale`` in snapshots (default 120 s: four missed
+            30 s heartbeats).
+        heartbeat_lost_after_s: when set, a running or waiting attempt silent for longer than
+            this is ended by the receiver with a synthetic ``failed`` / ``HeartbeatLost``
+            event (None: policy off, the default). Must be >= ``stale_after_s``.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -57,6 +63,8 @@ class ReceiverConfig(BaseModel):
     auth_token: SecretStr | None = None
     cors_origins: list[str] = Field(default_factory=list)
     limits: Limits = Field(default_factory=Limits)
+    stale_after_s: float = Field(120.0, gt=0)
+    heartbeat_lost_after_s: float | None = Field(None, gt=0)
 
     @field_validator("grpc_address", "http_address")
     @classmethod
@@ -64,3 +72,17 @@ class ReceiverConfig(BaseModel):
         if value is not None:
             split_address(value)
         return value
+
+    @model_validator(mode="after")
+    def _liveness(self) -> ReceiverConfig:
+        lost = self.heartbeat_lost_after_s
+        if lost is not None and lost < self.stale_after_s:
+            raise ValueError(
+                "heartbeat_lost_after_s must be >= stale_after_s (a node is stale before it is lost)"
+            )
+        return self
+
+    @property
+    def liveness_interval_s(self) -> float:
+        """How often the receiver looks for stale attempts: min(stale_after_s / 4, 5 s)."""
+        return min(self.stale_after_s / 4, 5.0)

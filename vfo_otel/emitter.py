@@ -31,12 +31,12 @@ from typing import Any
 from opentelemetry import trace as trace_api
 from opentelemetry._logs import SeverityNumber
 from opentelemetry.sdk._logs import LoggerProvider
-from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter, LogRecordExportResult
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
 from opentelemetry.trace import NonRecordingSpan, SpanContext, Status, StatusCode, TraceFlags
 
@@ -164,8 +164,12 @@ class EmitterStats:
         events: events accepted by :meth:`Emitter.emit`.
         failures: emit failures by kind (exception class name); each kind is logged once.
         overflowed: metric data points folded into the overflow series, by metric name.
-        heartbeats: heartbeats sent for running node attempts.
+        heartbeats: heartbeats sent for running or waiting node attempts.
         late_events: events for an entity whose span had already ended (logged, no new span).
+        exported: records (``logs``: log records, ``spans``: spans) in exports the receiver or
+            collector acknowledged; only for the exporters the emitter built itself.
+        dropped: records in exports that failed for good (receiver down past the exporter's
+            retries and timeout, or a non-retryable error), by signal; these are lost.
     """
 
     events: int = 0
@@ -173,6 +177,59 @@ class EmitterStats:
     overflowed: dict[str, int] = field(default_factory=dict)
     heartbeats: int = 0
     late_events: int = 0
+    exported: dict[str, int] = field(default_factory=dict)
+    dropped: dict[str, int] = field(default_factory=dict)
+
+    def _count_export(self, signal: str, n: int, ok: bool) -> None:
+        with _STATS_LOCK:
+            counts = self.exported if ok else self.dropped
+            counts[signal] = counts.get(signal, 0) + n
+
+
+_STATS_LOCK = threading.Lock()
+
+
+class _CountingSpanExporter(SpanExporter):
+    """Wraps the OTLP span exporter: counts acknowledged and dropped spans in the emitter's stats."""
+
+    def __init__(self, inner: SpanExporter, stats: EmitterStats) -> None:
+        self._inner, self._stats = inner, stats
+
+    def export(self, spans: Sequence[Any]) -> SpanExportResult:
+        try:
+            result = self._inner.export(spans)
+        except Exception:  # an exporter bug must not kill the processor thread
+            result = SpanExportResult.FAILURE
+        self._stats._count_export("spans", len(spans), result == SpanExportResult.SUCCESS)
+        return result
+
+    def shutdown(self) -> None:
+        self._inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return self._inner.force_flush(timeout_millis)
+
+
+class _CountingLogExporter(LogRecordExporter):
+    """Wraps the OTLP log exporter: counts acknowledged and dropped log records in the emitter's stats."""
+
+    def __init__(self, inner: LogRecordExporter, stats: EmitterStats) -> None:
+        self._inner, self._stats = inner, stats
+
+    def export(self, batch: Sequence[Any]) -> LogRecordExportResult:
+        try:
+            result = self._inner.export(batch)
+        except Exception:
+            result = LogRecordExportResult.FAILURE
+        self._stats._count_export("logs", len(batch), result == LogRecordExportResult.SUCCESS)
+        return result
+
+    def shutdown(self) -> None:
+        self._inner.shutdown()  # type: ignore[no-untyped-call]
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        flush = getattr(self._inner, "force_flush", None)
+        return bool(flush(timeout_millis)) if flush is not None else True
 
 
 class _CardinalityCap:
@@ -238,6 +295,9 @@ class Emitter:
         handle_sigterm: install :func:`install_sigterm_handler`: SIGTERM then raises
             :class:`Terminated` in the main thread, so open handles end ``failed`` with
             error class ``Cancelled`` and the process exits with status 143 after flushing.
+        export_timeout_s: how long the OTLP exporters the emitter builds keep retrying one
+            export (seconds) before dropping it (counted in ``stats.dropped``); None: the
+            SDK's default (``OTEL_EXPORTER_OTLP_TIMEOUT``, else 10 s).
 
     Raises:
         ValueError: a bad argument (non-positive limits, forbidden resource keys).
@@ -259,15 +319,20 @@ class Emitter:
         source_id: str | None = None,
         heartbeat_interval_s: float | None = 30.0,
         handle_sigterm: bool = False,
+        export_timeout_s: float | None = None,
     ) -> None:
         if cardinality_limit < 2:
             raise ValueError("cardinality_limit must be >= 2 (one slot is the overflow series)")
         if metric_export_interval_ms <= 0:
             raise ValueError("metric_export_interval_ms must be > 0")
+        if export_timeout_s is not None and export_timeout_s <= 0:
+            raise ValueError("export_timeout_s must be > 0")
         resource = build_resource(service_name, resource_attributes)
         self.resource = resource
+        self.stats = EmitterStats()
 
         self._endpoint = endpoint
+        self._export_timeout_s = export_timeout_s
         self._metric_readers = list(metric_readers)
         self._export_metrics_otlp = export_metrics_otlp
         self._metric_export_interval_ms = metric_export_interval_ms
@@ -275,7 +340,6 @@ class Emitter:
         self._setup_providers()
         self._cap = _CardinalityCap(cardinality_limit)
 
-        self.stats = EmitterStats()
         self._lock = threading.RLock()
         self._source_id = source_id or uuid.uuid4().hex[:16]
         self._sequence = 0
@@ -302,21 +366,22 @@ class Emitter:
     def _setup_providers(self) -> None:
         """Build the providers the application did not hand us, then the tracer, logger and instruments."""
         tracer_provider, logger_provider, meter_provider = self._given
-        resource, endpoint = self.resource, self._endpoint
+        resource, endpoint, timeout = self.resource, self._endpoint, self._export_timeout_s
+        stats = self.stats
         self._owned: list[Any] = []
         if tracer_provider is None:
             from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
             tracer_provider = TracerProvider(resource=resource)
-            tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
+            spans = _CountingSpanExporter(OTLPSpanExporter(endpoint=endpoint, timeout=timeout), stats)
+            tracer_provider.add_span_processor(BatchSpanProcessor(spans))
             self._owned.append(tracer_provider)
         if logger_provider is None:
             from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
 
             logger_provider = LoggerProvider(resource=resource)
-            logger_provider.add_log_record_processor(
-                BatchLogRecordProcessor(OTLPLogExporter(endpoint=endpoint))
-            )
+            logs = _CountingLogExporter(OTLPLogExporter(endpoint=endpoint, timeout=timeout), stats)
+            logger_provider.add_log_record_processor(BatchLogRecordProcessor(logs))
             self._owned.append(logger_provider)
         if meter_provider is None:
             readers = list(self._metric_readers)
@@ -325,7 +390,7 @@ class Emitter:
 
                 readers.append(
                     PeriodicExportingMetricReader(
-                        OTLPMetricExporter(endpoint=endpoint),
+                        OTLPMetricExporter(endpoint=endpoint, timeout=timeout),
                         export_interval_millis=self._metric_export_interval_ms,
                     )
                 )
@@ -503,7 +568,10 @@ class Emitter:
             self._heartbeat_thread.start()
 
     def heartbeat(self) -> int:
-        """Send one heartbeat for every running node attempt now; returns how many were sent.
+        """Send one heartbeat for every running or waiting node attempt now; returns how many were sent.
+
+        A heartbeat carries the attempt's current state (``running`` or ``waiting``), so it
+        never changes what the receiver shows, only how recently the attempt was heard of.
 
         Called by the heartbeat thread every ``heartbeat_interval_s``; never raises.
         """
@@ -511,14 +579,14 @@ class Emitter:
         try:
             with self._lock:
                 for key, live in list(self._live.items()):
-                    if len(key) != 5 or live.state != ev.STATE_RUNNING:
+                    if len(key) != 5 or live.state not in (ev.STATE_RUNNING, ev.STATE_WAITING):
                         continue
                     run_id, pipeline_id, asset_id, node_id, attempt = key
                     self._emit(
                         ev.RunEvent(
                             scope=ev.SCOPE_NODE,
-                            state=ev.STATE_RUNNING,
-                            previous_state=ev.STATE_RUNNING,
+                            state=live.state,  # type: ignore[arg-type]
+                            previous_state=live.state,  # type: ignore[arg-type]
                             run_id=run_id,
                             pipeline_id=pipeline_id,
                             asset_id=asset_id,
@@ -588,7 +656,7 @@ class Emitter:
             span.set_attribute(Key.STAGE_ID, event.stage_id)
             live.stage_id = event.stage_id
         live.state = event.state
-        if event.scope == ev.SCOPE_NODE and event.state == ev.STATE_RUNNING:
+        if event.scope == ev.SCOPE_NODE and event.state in (ev.STATE_RUNNING, ev.STATE_WAITING):
             self._ensure_heartbeat()
         if terminal:
             end = mapping.span_end(event)

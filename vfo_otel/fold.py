@@ -23,6 +23,9 @@ threads. The rules, also in docs/fold.md:
 5. **Times.** start = earliest ``running`` event (else earliest event, else
    end - duration); end = time of the deciding terminal event; duration = the
    emitter's own duration (one clock) when given, else end - start, never negative.
+6. **Staleness** is the one rule that reads ``now_ns``: an attempt whose state is
+   ``running`` or ``waiting`` and whose newest event time (heartbeats included) is more
+   than ``stale_after_ns`` before ``now_ns`` is ``stale`` (a flag; its state is unchanged).
 
 Thread contract: not thread-safe; the receiver confines a Fold to its event loop.
 """
@@ -38,12 +41,24 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from vfo_otel._gen.vfo.dashboard.v1 import dashboard_pb2 as db
 from vfo_otel._gen.vfo.events.v1 import events_pb2 as ev
 
-__all__ = ["SCHEMA_VERSION", "Fold", "RunFold", "Selection", "derive_state", "snapshot_of"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "ActiveAttempt",
+    "AttemptKey",
+    "Fold",
+    "RunFold",
+    "Selection",
+    "derive_state",
+    "snapshot_of",
+]
 
 #: Version of the DashboardSnapshot schema this fold produces (docs/snapshot.md).
 SCHEMA_VERSION = 1
 
 _TERMINAL = frozenset({ev.STATE_COMPLETE, ev.STATE_FAILED, ev.STATE_SKIPPED})
+_ACTIVE = frozenset({ev.STATE_RUNNING, ev.STATE_WAITING})
+#: (pipeline_id, asset_id, node_id, attempt_id) of a node attempt within a run.
+AttemptKey = tuple[str, str, str, int]
 _STATE_FIELD = {
     ev.STATE_QUEUED: "queued",
     ev.STATE_RUNNING: "running",
@@ -74,6 +89,15 @@ _Times = tuple[int | None, int | None, int | None, int]
 
 def _key(event: ev.RunEvent, time_ns: int) -> OrderKey:
     return (_rank(event), time_ns, event.event_id)
+
+
+@dataclass(frozen=True)
+class ActiveAttempt:
+    """A running or waiting node attempt and the time of its newest event (ns since epoch)."""
+
+    key: AttemptKey
+    stage_id: str
+    last_ns: int
 
 
 @dataclass(frozen=True)
@@ -276,6 +300,7 @@ class RunFold:
         self.pipelines: dict[str, _Pipeline] = {}
         self._origin_key: tuple[bool, int, str] | None = None
         self.origin = ev.Origin()
+        self._active: dict[AttemptKey, _Acc] = {}
 
     def apply(self, event: ev.RunEvent) -> None:
         """Fold one event (the caller drops duplicates; see :class:`Fold`)."""
@@ -313,6 +338,27 @@ class RunFold:
         if attempt is None:
             attempt = node.attempts[event.attempt_id] = _Acc()
         attempt.apply(event, t)
+        akey = (event.pipeline_id, event.asset_id, event.node_id, event.attempt_id)
+        if attempt.state in _ACTIVE:
+            self._active[akey] = attempt
+        else:
+            self._active.pop(akey, None)
+
+    # -- liveness ----------------------------------------------------------------------
+
+    def active_attempts(self) -> list[ActiveAttempt]:
+        """Every running or waiting node attempt, with its stage and newest event time."""
+        out = []
+        for key, acc in self._active.items():
+            stage = self.pipelines[key[0]].assets[key[1]].nodes[key[2]].stage
+            out.append(ActiveAttempt(key, stage, acc.last_ns))
+        return out
+
+    def stale_keys(self, now_ns: int, stale_after_ns: int | None) -> frozenset[AttemptKey]:
+        """Running/waiting attempts whose newest event is more than ``stale_after_ns`` before ``now_ns``."""
+        if stale_after_ns is None:
+            return frozenset()
+        return frozenset(k for k, acc in self._active.items() if now_ns - acc.last_ns > stale_after_ns)
 
     # -- derived state -----------------------------------------------------------------
 
@@ -381,22 +427,30 @@ class RunFold:
         self._fill_error(self.acc, h.state, h.error)
         return h
 
-    def summary(self) -> db.Summary:
-        """Counts by state of pipelines, assets, nodes (latest attempts) and all attempts."""
+    def summary(self, stale: frozenset[AttemptKey] = frozenset()) -> db.Summary:
+        """Counts by state of pipelines, assets, nodes (latest attempts) and all attempts.
+
+        Args:
+            stale: the stale attempts (:meth:`stale_keys`), counted in ``stale_nodes``.
+        """
         s = db.Summary()
-        for pipe in self.pipelines.values():
+        for pid, pipe in self.pipelines.items():
             _count(s.pipelines, self._pipeline_state(pipe))
-            for asset in pipe.assets.values():
+            for aid, asset in pipe.assets.items():
                 _count(s.assets, self._asset_state(asset))
-                for node in asset.nodes.values():
+                for nid, node in asset.nodes.items():
                     if not node.attempts:
                         continue
                     _count(s.nodes, node.latest()[1].state)
+                    if stale and (pid, aid, nid, node.latest()[0]) in stale:
+                        s.stale_nodes += 1
                     for acc in node.attempts.values():
                         _count(s.attempts, acc.state)
         return s
 
-    def _asset_summary(self, asset_id: str, asset: _Asset) -> db.AssetSummary:
+    def _asset_summary(
+        self, pipeline_id: str, asset_id: str, asset: _Asset, stale: frozenset[AttemptKey]
+    ) -> db.AssetSummary:
         state = self._asset_state(asset)
         out = db.AssetSummary(asset_id=asset_id, state=state, state_reported=asset.acc.reported)  # type: ignore[arg-type]
         current: tuple[tuple[int, int], str, str] | None = None
@@ -404,7 +458,9 @@ class RunFold:
             if not node.attempts:
                 continue
             out.attempts += len(node.attempts)
-            _, acc = node.latest()
+            latest_id, acc = node.latest()
+            if stale and (pipeline_id, asset_id, node_id, latest_id) in stale:
+                out.stale = True
             _count(out.node_counts, acc.state)
             rank = (_CURRENT_RANK.get(acc.state, 0), acc.last_ns)
             cand = (rank, node_id, node.stage)
@@ -452,7 +508,7 @@ class RunFold:
                 wf.edges.add(from_node_id=u, to_node_id=node_id)
         return wf
 
-    def _pipeline(self, pipeline_id: str, pipe: _Pipeline) -> db.Pipeline:
+    def _pipeline(self, pipeline_id: str, pipe: _Pipeline, stale: frozenset[AttemptKey]) -> db.Pipeline:
         state = self._pipeline_state(pipe)
         out = db.Pipeline(pipeline_id=pipeline_id, state=state, state_reported=pipe.acc.reported)  # type: ignore[arg-type]
         start, end, duration, _ = self._pipeline_times(pipe)
@@ -461,7 +517,7 @@ class RunFold:
             _ts(end, out.end_time)
             _dur(duration, out.duration)
         for asset_id in sorted(pipe.assets):
-            row = self._asset_summary(asset_id, pipe.assets[asset_id])
+            row = self._asset_summary(pipeline_id, asset_id, pipe.assets[asset_id], stale)
             out.assets.append(row)
             _count(out.asset_counts, row.state)
             for name in _STATE_FIELD.values():
@@ -495,7 +551,9 @@ class RunFold:
                             st.max_duration.FromNanoseconds(d)
         return [totals[k] for k in sorted(totals)]
 
-    def node_details(self, selection: Selection) -> list[db.NodeDetail]:
+    def node_details(
+        self, selection: Selection, stale: frozenset[AttemptKey] = frozenset()
+    ) -> list[db.NodeDetail]:
         """Every node of the selected asset with all its attempts (oldest first); [] if none."""
         pipe = self.pipelines.get(selection.pipeline_id)
         asset = pipe.assets.get(selection.asset_id) if pipe else None
@@ -515,6 +573,7 @@ class RunFold:
             for n in sorted(node.attempts):
                 acc = node.attempts[n]
                 a = detail.attempts.add(attempt_id=n, state=acc.state, synthetic=acc.synthetic)
+                a.stale = (selection.pipeline_id, selection.asset_id, node_id, n) in stale
                 _ts(acc.start_ns(), a.start_time)
                 if acc.state in _TERMINAL:
                     _ts(acc.end_ns, a.end_time)
@@ -533,26 +592,32 @@ class RunFold:
             out.append(detail)
         return out
 
-    def snapshot(self, selection: Selection | None = None, now_ns: int = 0) -> db.DashboardSnapshot:
+    def snapshot(
+        self, selection: Selection | None = None, now_ns: int = 0, stale_after_ns: int | None = None
+    ) -> db.DashboardSnapshot:
         """Build the DashboardSnapshot of this run.
 
         Args:
             selection: pipeline/asset whose node details to include. When None or empty
                 and the run has exactly one pipeline with one asset, nothing is selected.
-            now_ns: ``generated_time`` (ns since epoch); the only input not from events.
+            now_ns: ``generated_time`` (ns since epoch) and the "now" of staleness; the
+                only input not from events.
+            stale_after_ns: flag running/waiting attempts with no event for longer than
+                this (ns) as ``stale`` (rule 6); None flags none.
 
         Returns:
             A new DashboardSnapshot message (schema_version = SCHEMA_VERSION).
         """
         sel = selection or Selection()
+        stale = self.stale_keys(now_ns, stale_after_ns)
         snap = db.DashboardSnapshot(schema_version=SCHEMA_VERSION, revision=self.revision)
         _ts(now_ns, snap.generated_time)
         snap.run.CopyFrom(self.header())
         for pid in sorted(self.pipelines):
-            snap.pipelines.append(self._pipeline(pid, self.pipelines[pid]))
+            snap.pipelines.append(self._pipeline(pid, self.pipelines[pid], stale))
         snap.selection.pipeline_id, snap.selection.asset_id = sel.pipeline_id, sel.asset_id
-        snap.node_details.extend(self.node_details(sel))
-        snap.summary.CopyFrom(self.summary())
+        snap.node_details.extend(self.node_details(sel, stale))
+        snap.summary.CopyFrom(self.summary(stale))
         snap.stage_totals.extend(self._stage_totals())
         return snap
 
@@ -608,11 +673,15 @@ class Fold:
 
 
 def snapshot_of(
-    events: Iterable[ev.RunEvent], run_id: str, selection: Selection | None = None, now_ns: int = 0
+    events: Iterable[ev.RunEvent],
+    run_id: str,
+    selection: Selection | None = None,
+    now_ns: int = 0,
+    stale_after_ns: int | None = None,
 ) -> db.DashboardSnapshot | None:
     """The snapshot of ``run_id`` from a set of events (pure; duplicates ignored); None if no event."""
     fold = Fold()
     for e in events:
         fold.apply(e)
     run = fold.runs.get(run_id)
-    return run.snapshot(selection, now_ns) if run else None
+    return run.snapshot(selection, now_ns, stale_after_ns) if run else None

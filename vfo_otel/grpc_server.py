@@ -4,7 +4,9 @@ Thin adapters over :class:`vfo_otel.service.Receiver`; errors are mapped once, h
 with the table in :mod:`vfo_otel.errors`. OTLP behaviour follows the OTLP specification:
 
 * malformed vfo records are rejected through ``partial_success`` (count + message) and
-  the rest of the batch is kept;
+  the rest of the batch is kept; LogsService and TraceService take the raw request bytes
+  (:class:`_RawOtlp`), so a record with invalid UTF-8 is rejected alone instead of failing
+  the whole request in the protobuf parser;
 * overload is ``UNAVAILABLE`` with a ``google.rpc.RetryInfo`` both in the standard
   ``grpc-status-details-bin`` status details and in the ``google.rpc.retryinfo-bin``
   trailer (read by the OTel Python exporter);
@@ -27,15 +29,15 @@ from google.protobuf import duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
-from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from vfo_otel._gen.vfo.dashboard.v1 import dashboard_pb2 as db
 from vfo_otel._gen.vfo.dashboard.v1 import dashboard_pb2_grpc as db_grpc
-from vfo_otel.errors import Overloaded, ReceiverError, Unauthenticated, grpc_code
+from vfo_otel.errors import Invalid, Overloaded, ReceiverError, Unauthenticated, grpc_code
 from vfo_otel.fold import Selection
-from vfo_otel.ingest import Decoded, decode_logs, decode_traces
+from vfo_otel.ingest import Decoded, RequestError, parse_logs, parse_traces
 from vfo_otel.service import Receiver
 from vfo_otel.store import StoreError
 
@@ -83,7 +85,10 @@ class _Otlp:
     ) -> Decoded | None:
         try:
             self.auth.check(context)
-            decoded = decode()
+            try:
+                decoded = decode()
+            except RequestError as exc:
+                raise Invalid(f"malformed OTLP request: {exc}") from exc
             self.receiver.stats.rejected += decoded.rejected
             self.receiver.stats.ignored += decoded.ignored
             await self.receiver.ingest(decoded.events, signal)
@@ -96,42 +101,58 @@ class _Otlp:
             return None
 
 
-class LogsServicer(logs_service_pb2_grpc.LogsServiceServicer):
-    """OTLP LogsService: vfo log records become events."""
+class _RawOtlp:
+    """OTLP ``LogsService/Export`` and ``TraceService/Export`` on the raw request bytes.
+
+    Registered under the standard service and method names (stock exporters talk to them
+    unchanged) with no request deserializer, so a request that protobuf refuses as a whole
+    (invalid UTF-8 in one record) is split and only its bad records are rejected
+    (:func:`vfo_otel.ingest.parse_logs`).
+    """
+
+    LOGS = "opentelemetry.proto.collector.logs.v1.LogsService"
+    TRACES = "opentelemetry.proto.collector.trace.v1.TraceService"
 
     def __init__(self, otlp: _Otlp) -> None:
         self._otlp = otlp
 
-    async def Export(
-        self, request: logs_service_pb2.ExportLogsServiceRequest, context: grpc.aio.ServicerContext[Any, Any]
+    async def export_logs(
+        self, request: bytes, context: grpc.aio.ServicerContext[Any, Any]
     ) -> logs_service_pb2.ExportLogsServiceResponse:
         limits = self._otlp.receiver.config.limits
-        decoded = await self._otlp.export(context, lambda: decode_logs(request, limits), "logs")
+        decoded = await self._otlp.export(context, lambda: parse_logs(request, limits), "logs")
         resp = logs_service_pb2.ExportLogsServiceResponse()
         if decoded is not None and decoded.rejected:
             resp.partial_success.rejected_log_records = decoded.rejected
             resp.partial_success.error_message = decoded.message()
         return resp
 
-
-class TraceServicer(trace_service_pb2_grpc.TraceServiceServicer):
-    """OTLP TraceService: ``vfo.transition`` span events become events."""
-
-    def __init__(self, otlp: _Otlp) -> None:
-        self._otlp = otlp
-
-    async def Export(
-        self,
-        request: trace_service_pb2.ExportTraceServiceRequest,
-        context: grpc.aio.ServicerContext[Any, Any],
+    async def export_traces(
+        self, request: bytes, context: grpc.aio.ServicerContext[Any, Any]
     ) -> trace_service_pb2.ExportTraceServiceResponse:
         limits = self._otlp.receiver.config.limits
-        decoded = await self._otlp.export(context, lambda: decode_traces(request, limits), "traces")
+        decoded = await self._otlp.export(context, lambda: parse_traces(request, limits), "traces")
         resp = trace_service_pb2.ExportTraceServiceResponse()
         if decoded is not None and decoded.rejected:
             resp.partial_success.rejected_spans = decoded.rejected
             resp.partial_success.error_message = decoded.message()
         return resp
+
+    def handlers(self) -> list[grpc.GenericRpcHandler]:
+        def export(behavior: Any, response: Any) -> grpc.RpcMethodHandler:
+            return grpc.unary_unary_rpc_method_handler(
+                behavior, request_deserializer=None, response_serializer=response.SerializeToString
+            )
+
+        return [
+            grpc.method_handlers_generic_handler(
+                self.LOGS, {"Export": export(self.export_logs, logs_service_pb2.ExportLogsServiceResponse)}
+            ),
+            grpc.method_handlers_generic_handler(
+                self.TRACES,
+                {"Export": export(self.export_traces, trace_service_pb2.ExportTraceServiceResponse)},
+            ),
+        ]
 
 
 class MetricsServicer(metrics_service_pb2_grpc.MetricsServiceServicer):
@@ -231,8 +252,7 @@ async def create_server(
     )
     auth = _Auth(cfg.auth_token.get_secret_value() if cfg.auth_token else None)
     otlp = _Otlp(receiver, auth)
-    logs_service_pb2_grpc.add_LogsServiceServicer_to_server(LogsServicer(otlp), server)
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(TraceServicer(otlp), server)
+    server.add_generic_rpc_handlers(_RawOtlp(otlp).handlers())
     metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(MetricsServicer(otlp), server)
     db_grpc.add_SnapshotServiceServicer_to_server(SnapshotServicer(receiver, auth), server)
     health_servicer = health.aio.HealthServicer()

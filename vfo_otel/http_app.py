@@ -15,6 +15,12 @@ are the protobuf JSON mapping of the very same messages the gRPC API returns):
 Errors are ``{"code": <grpc code number>, "message": ...}`` (google.rpc.Status shape)
 with the HTTP status from :mod:`vfo_otel.errors`.
 
+Security: every route is read-only (other methods answer 405). With a token configured,
+``/v1/*`` needs ``Authorization: Bearer <token>`` or, for a browser ``EventSource`` that
+cannot send headers, the RFC 6750 ``access_token`` query parameter; both are compared in
+constant time. CORS is closed by default; an allowed origin gets
+``Access-Control-Allow-Origin`` and an answer to its preflight ``OPTIONS``.
+
 Thread/async contract: runs on the receiver's event loop.
 """
 
@@ -151,6 +157,19 @@ async def _index(request: web.Request) -> web.StreamResponse:
     return web.Response(body=page.read_bytes(), content_type="text/html")
 
 
+def _authorized(request: web.Request, token: str) -> bool:
+    """Constant-time check of the bearer token: the Authorization header, or ``access_token``."""
+    header = request.headers.get("Authorization", "").encode()
+    ok = hmac.compare_digest(header, f"Bearer {token}".encode())
+    query = request.query.get("access_token")
+    if query is not None:  # RFC 6750 section 2.3: for EventSource, which cannot set headers
+        ok = hmac.compare_digest(query.encode(), token.encode()) or ok
+    return ok
+
+
+_PREFLIGHT_MAX_AGE_S = 600
+
+
 @web.middleware
 async def _errors_and_auth(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -158,24 +177,43 @@ async def _errors_and_auth(
     r = request.app[_RECEIVER]
     token = r.config.auth_token
     origin = request.headers.get("Origin")
+    allowed = bool(origin) and origin in r.config.cors_origins
+    if request.method == "OPTIONS":  # CORS preflight: answered for allowed origins only
+        if not allowed or not request.path.startswith("/v1/"):
+            return web.Response(status=403, text="CORS preflight refused: origin not allowed")
+        return web.Response(
+            status=204,
+            headers={
+                "Access-Control-Allow-Origin": origin or "",
+                "Access-Control-Allow-Methods": "GET",
+                "Access-Control-Allow-Headers": "Authorization, Last-Event-ID, Accept",
+                "Access-Control-Max-Age": str(_PREFLIGHT_MAX_AGE_S),
+                "Vary": "Origin",
+            },
+        )
     try:
         if token is not None and request.path.startswith("/v1/"):
-            got = request.headers.get("Authorization", "").encode()
-            if not hmac.compare_digest(got, f"Bearer {token.get_secret_value()}".encode()):
+            if not _authorized(request, token.get_secret_value()):
                 raise Unauthenticated("missing or invalid bearer token")
         resp = await handler(request)
     except ReceiverError as exc:
         resp = _error(exc)
-    if origin and origin in r.config.cors_origins and not resp.prepared:
-        resp.headers["Access-Control-Allow-Origin"] = origin
-        resp.headers["Vary"] = "Origin"
     return resp
+
+
+async def _cors_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """Before any response's headers go out (streams included): CORS for allowed origins."""
+    origin = request.headers.get("Origin")
+    if origin and origin in request.app[_RECEIVER].config.cors_origins:
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Vary"] = "Origin"
 
 
 def create_http_app(receiver: Receiver) -> web.Application:
     """The aiohttp application over a receiver (see the module docstring for routes)."""
     app = web.Application(middlewares=[_errors_and_auth], client_max_size=1024 * 1024)
     app[_RECEIVER] = receiver
+    app.on_response_prepare.append(_cors_headers)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/v1/runs", _runs)
     app.router.add_get("/v1/runs/{run_id}/snapshot", _snapshot)

@@ -8,22 +8,35 @@ Which records are vfo's: log records with an ``event_name`` starting ``vfo.`` or
 ``vfo.event.id`` attribute; span events named ``vfo.transition``. Everything else is
 another application's telemetry: ignored and counted, never rejected.
 Events get their :class:`~vfo_otel.events.Origin` from the OTLP resource.
+
+Requests arrive as bytes (:func:`parse_logs` / :func:`parse_traces`). A request that
+protobuf parses is decoded as a whole. One it refuses (most often a string field that is
+not valid UTF-8: protobuf rejects the *whole* message for one bad record) is split with a
+small wire-format walker (:func:`_fields`) along the OTLP nesting
+``request -> resource_{logs,spans}(1) -> scope_{logs,spans}(2) -> log_records / spans(2)``
+and each record is parsed on its own: only the records that do not parse are rejected,
+their batch-mates are kept. A request whose framing itself is broken is refused whole
+(:class:`RequestError`, INVALID_ARGUMENT).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from google.protobuf.message import DecodeError as ProtoDecodeError
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+from opentelemetry.proto.logs.v1 import logs_pb2
 from opentelemetry.proto.resource.v1 import resource_pb2
+from opentelemetry.proto.trace.v1 import trace_pb2
 
 from vfo_otel import conventions as c
 from vfo_otel import mapping
 from vfo_otel._gen.vfo.events.v1 import events_pb2 as ev
 from vfo_otel.limits import Limits, check_event
 
-__all__ = ["Decoded", "decode_logs", "decode_traces"]
+__all__ = ["Decoded", "RequestError", "decode_logs", "decode_traces", "parse_logs", "parse_traces"]
 
 
 @dataclass
@@ -59,6 +72,55 @@ class Decoded:
         )
 
 
+class RequestError(ValueError):
+    """An OTLP request whose protobuf framing is broken: nothing of it can be read."""
+
+
+def _varint(buf: bytes, pos: int) -> tuple[int, int]:
+    """Read a base-128 varint at ``pos``; returns (value, next position). Raises RequestError."""
+    value = shift = 0
+    while True:
+        if pos >= len(buf) or shift > 63:
+            raise RequestError("truncated or overlong varint")
+        b = buf[pos]
+        pos += 1
+        value |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return value, pos
+        shift += 7
+
+
+def _fields(buf: bytes) -> Iterator[tuple[int, bytes | None]]:
+    """The fields of one protobuf message: (field number, payload of a length-delimited field
+    or None for a varint / fixed field). Pure; raises RequestError on a broken framing."""
+    pos = 0
+    while pos < len(buf):
+        tag, pos = _varint(buf, pos)
+        number, wire = tag >> 3, tag & 7
+        if number == 0:
+            raise RequestError("field number 0")
+        if wire == 0:
+            _, pos = _varint(buf, pos)
+            yield number, None
+        elif wire == 1 or wire == 5:
+            pos += 8 if wire == 1 else 4
+            if pos > len(buf):
+                raise RequestError("truncated fixed-width field")
+            yield number, None
+        elif wire == 2:
+            size, pos = _varint(buf, pos)
+            if pos + size > len(buf):
+                raise RequestError("truncated length-delimited field")
+            yield number, buf[pos : pos + size]
+            pos += size
+        else:  # groups (3, 4) are not used by OTLP; 6 and 7 do not exist
+            raise RequestError(f"unsupported wire type {wire}")
+
+
+def _children(buf: bytes, number: int) -> list[bytes]:
+    return [v for n, v in _fields(buf) if n == number and v is not None]
+
+
 def _origin(resource: resource_pb2.Resource) -> ev.Origin:
     attrs = mapping.otlp_attributes_to_dict(resource.attributes)
 
@@ -80,18 +142,24 @@ def decode_logs(request: logs_service_pb2.ExportLogsServiceRequest, limits: Limi
         origin = _origin(rl.resource)
         for sl in rl.scope_logs:
             for i, record in enumerate(sl.log_records):
-                if not mapping.is_vfo_log_record(record):
-                    out.ignored += 1
-                    continue
-                try:
-                    event = mapping.events_from_log_record(record)
-                    check_event(event, limits)
-                except (mapping.DecodeError, ValueError) as exc:
-                    out.reject(f"log record {i}", exc)
-                    continue
-                event.origin.CopyFrom(origin)
-                out.events.append(event)
+                _decode_log_record(out, i, record, origin, limits)
     return out
+
+
+def _decode_log_record(
+    out: Decoded, i: int, record: logs_pb2.LogRecord, origin: ev.Origin, limits: Limits
+) -> None:
+    if not mapping.is_vfo_log_record(record):
+        out.ignored += 1
+        return
+    try:
+        event = mapping.events_from_log_record(record)
+        check_event(event, limits)
+    except (mapping.DecodeError, ValueError) as exc:
+        out.reject(f"log record {i}", exc)
+        return
+    event.origin.CopyFrom(origin)
+    out.events.append(event)
 
 
 def decode_traces(request: trace_service_pb2.ExportTraceServiceRequest, limits: Limits) -> Decoded:
@@ -101,19 +169,100 @@ def decode_traces(request: trace_service_pb2.ExportTraceServiceRequest, limits: 
         origin = _origin(rs.resource)
         for ss in rs.scope_spans:
             for span in ss.spans:
-                if not any(e.name == c.SPAN_EVENT_NAME for e in span.events):
-                    out.ignored += 1
-                    continue
-                events, errors = mapping.events_from_span(span)
-                bad: list[Exception] = list(errors)
-                for event in events:
+                _decode_span(out, span, origin, limits)
+    return out
+
+
+def _decode_span(out: Decoded, span: trace_pb2.Span, origin: ev.Origin, limits: Limits) -> None:
+    if not any(e.name == c.SPAN_EVENT_NAME for e in span.events):
+        out.ignored += 1
+        return
+    events, errors = mapping.events_from_span(span)
+    bad: list[Exception] = list(errors)
+    for event in events:
+        try:
+            check_event(event, limits)
+        except ValueError as exc:
+            bad.append(exc)
+            continue
+        event.origin.CopyFrom(origin)
+        out.events.append(event)
+    if bad:
+        out.reject(f"span {span.name!r}", bad[0])
+
+
+def _bad_record(what: str, exc: Exception) -> ValueError:
+    text = str(exc)
+    if "UTF-8" in text:
+        text = "a string field is not valid UTF-8"
+    return ValueError(f"{what} is not a valid protobuf message ({text})")
+
+
+def _split(data: bytes, kind: str, record_type: type[logs_pb2.LogRecord] | type[trace_pb2.Span]) -> Iterator[
+    tuple[resource_pb2.Resource, list[tuple[int, object]]]
+]:
+    """Walk a request that failed to parse as a whole: per resource, its records, each parsed alone.
+
+    Yields (resource, [(index, record or the exception that refused it)]). Indexes count
+    records within their scope, like the messages of :func:`decode_logs`.
+    """
+    for res_buf in _children(data, 1):
+        resource = resource_pb2.Resource()
+        records: list[tuple[int, object]] = []
+        for number, value in _fields(res_buf):
+            if number == 1 and value is not None:
+                try:
+                    resource = resource_pb2.Resource.FromString(value)
+                except ProtoDecodeError:
+                    resource = resource_pb2.Resource()  # no origin; the records are still read
+            elif number == 2 and value is not None:
+                for i, rec_buf in enumerate(_children(value, 2)):
                     try:
-                        check_event(event, limits)
-                    except ValueError as exc:
-                        bad.append(exc)
-                        continue
-                    event.origin.CopyFrom(origin)
-                    out.events.append(event)
-                if bad:
-                    out.reject(f"span {span.name!r}", bad[0])
+                        records.append((i, record_type.FromString(rec_buf)))
+                    except ProtoDecodeError as exc:
+                        records.append((i, _bad_record(f"{kind} {i}", exc)))
+        yield resource, records
+
+
+def parse_logs(data: bytes, limits: Limits) -> Decoded:
+    """Decode a serialized ``ExportLogsServiceRequest``, rejecting only records that do not parse.
+
+    Raises:
+        RequestError: the request's framing is broken (nothing could be read).
+    """
+    try:
+        return decode_logs(logs_service_pb2.ExportLogsServiceRequest.FromString(data), limits)
+    except ProtoDecodeError:
+        pass
+    out = Decoded()
+    for resource, records in _split(data, "log record", logs_pb2.LogRecord):
+        origin = _origin(resource)
+        for i, record in records:
+            if isinstance(record, Exception):
+                out.reject(f"log record {i}", record)
+                continue
+            assert isinstance(record, logs_pb2.LogRecord)
+            _decode_log_record(out, i, record, origin, limits)
+    return out
+
+
+def parse_traces(data: bytes, limits: Limits) -> Decoded:
+    """Decode a serialized ``ExportTraceServiceRequest``, rejecting only spans that do not parse.
+
+    Raises:
+        RequestError: the request's framing is broken (nothing could be read).
+    """
+    try:
+        return decode_traces(trace_service_pb2.ExportTraceServiceRequest.FromString(data), limits)
+    except ProtoDecodeError:
+        pass
+    out = Decoded()
+    for resource, spans in _split(data, "span", trace_pb2.Span):
+        origin = _origin(resource)
+        for i, span in spans:
+            if isinstance(span, Exception):
+                out.reject(f"span {i}", span)
+                continue
+            assert isinstance(span, trace_pb2.Span)
+            _decode_span(out, span, origin, limits)
     return out

@@ -3,8 +3,10 @@
 One escaping rule for text: ids are rejected when they contain control characters or
 exceed :attr:`Limits.max_id_length`; free text (error detail, command line, attribute
 values) longer than its limit is truncated and the original length is recorded in the
-event's attributes as ``<field>_original_length``. Lone surrogates cannot reach an event:
-the protobuf runtime rejects invalid UTF-8 when it parses the OTLP request.
+event's attributes as ``<field>_original_length``. Text is UTF-8 end to end: a record
+whose strings are not valid UTF-8 never becomes an event (it is rejected on its own by
+:mod:`vfo_otel.ingest`), and the emitter replaces lone surrogates with U+FFFD
+(:func:`vfo_otel.mapping.clean_text`) before an event is built.
 """
 
 from __future__ import annotations

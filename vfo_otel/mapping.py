@@ -38,6 +38,7 @@ __all__ = [
     "SpanEventData",
     "SpanStartData",
     "SpanStatusData",
+    "clean_text",
     "entity_key",
     "event_from_attributes",
     "events_from_log_record",
@@ -75,6 +76,22 @@ _SEVERITY: dict[int, tuple[int, str]] = {
 
 class DecodeError(ValueError):
     """An OTLP record claims to be a vfo event but does not decode into a valid RunEvent."""
+
+
+def clean_text(text: str) -> str:
+    """The one escaping rule for text going into an event: valid UTF-8, always.
+
+    Protobuf strings must be valid UTF-8, and a Python ``str`` may hold lone surrogates
+    (``os.fsdecode`` of a non-UTF-8 file name, ``surrogateescape``, a broken JSON ``\\ud800``)
+    that no protobuf message accepts. A surrogate pair is combined into its character;
+    every lone surrogate becomes U+FFFD (the replacement character). Other text is returned
+    unchanged (the common case costs one encode).
+    """
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
 
 
 # ---------------------------------------------------------------------------

@@ -15,6 +15,9 @@ with a.node(...) as n: ...`` emits the canonical transitions of each entity:
   (``AssetFailed``) when an asset did; a run fails (``PipelineFailed``) when a pipeline did.
 
 Durations come from the monotonic clock of the process that saw both ends.
+Text (ids, command lines, error details, attributes) goes through
+:func:`vfo_otel.mapping.clean_text`: a lone surrogate becomes U+FFFD instead of making the
+event impossible to encode.
 Exceptions from the runner's own code propagate unchanged; the emitter never raises.
 Handles are not thread-safe individually: use one handle per thread.
 """
@@ -31,6 +34,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from vfo_otel._gen.vfo.events.v1 import events_pb2 as ev
+from vfo_otel.mapping import clean_text
 
 if TYPE_CHECKING:
     from vfo_otel.emitter import Emitter
@@ -58,15 +62,27 @@ def error_class_of(exc: BaseException) -> str:
     return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
 
 
+def _clean(value: Any) -> Any:
+    """``clean_text`` over a str, or the str items of a list/tuple/dict (other values as they are)."""
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, list | tuple):
+        return type(value)(_clean(v) for v in value)
+    if isinstance(value, dict):
+        return {_clean(k): _clean(v) for k, v in value.items()}
+    return value
+
+
 def _command(command: str | Sequence[str] | None, action: str | None) -> ev.Command | None:
     if command is None and not action:
         return None
-    cmd = ev.Command(action=action or "")
+    cmd = ev.Command(action=clean_text(action or ""))
     if isinstance(command, str):
-        cmd.command_line = command
+        cmd.command_line = clean_text(command)
     elif command is not None:
-        cmd.argv.extend(command)
-        cmd.command_line = shlex.join(command)
+        argv = [clean_text(str(a)) for a in command]
+        cmd.argv.extend(argv)
+        cmd.command_line = shlex.join(argv)
     return cmd
 
 
@@ -84,9 +100,9 @@ class _Entity:
         attributes: Mapping[str, str] | None = None,
     ) -> None:
         self._emitter = emitter
-        self._ids = ids
+        self._ids = _clean(ids)
         self._command = command
-        self._attributes = dict(attributes or {})
+        self._attributes = _clean(dict(attributes or {}))
         self._start_mono_ns: int | None = None
         self._error: tuple[str, str] | None = None
         self._final: int | None = None
@@ -105,7 +121,7 @@ class _Entity:
             elif name in ("error", "duration"):
                 getattr(msg, name).CopyFrom(value)
             elif value is not None:
-                setattr(msg, name, value)
+                setattr(msg, name, _clean(value))
         return msg
 
     def _emit(self, state: int, **fields: Any) -> ev.RunEvent:
@@ -119,7 +135,7 @@ class _Entity:
 
     def fail(self, error_class: str, detail: str = "") -> None:
         """End this entity ``failed`` with this error class and detail when it exits (no exception needed)."""
-        self._error = (error_class, detail)
+        self._error = (clean_text(error_class), clean_text(detail))
 
     def _duration_fields(self) -> dict[str, Any]:
         if self._start_mono_ns is None:
@@ -150,11 +166,12 @@ class _Entity:
         fields = {**self._duration_fields(), **self._extra_end_fields()}
         error = self._error
         if exc is not None:
-            error = (error_class_of(exc), str(exc) or exc.__class__.__name__)
+            error = (clean_text(error_class_of(exc)), clean_text(str(exc) or exc.__class__.__name__))
         if error is None:
             error = self._child_failed()
         if error is not None:
-            self._emit(ev.STATE_FAILED, error=ev.Error(error_class=error[0], detail=error[1]), **fields)
+            error_msg = ev.Error(error_class=clean_text(error[0]), detail=clean_text(error[1]))
+            self._emit(ev.STATE_FAILED, error=error_msg, **fields)
         else:
             self._emit(self._final or ev.STATE_COMPLETE, **fields)
 
@@ -387,7 +404,13 @@ class NodeHandle(_Entity):
     ) -> None:
         """Record an output asset reference."""
         self.outputs.append(
-            ev.AssetRef(asset_id=asset_id, uri=uri, role=role, size_bytes=size_bytes, media_type=media_type)
+            ev.AssetRef(
+                asset_id=clean_text(asset_id),
+                uri=clean_text(uri),
+                role=clean_text(role),
+                size_bytes=size_bytes,
+                media_type=clean_text(media_type),
+            )
         )
 
     def add_input(
@@ -401,19 +424,25 @@ class NodeHandle(_Entity):
     ) -> None:
         """Record an input asset reference."""
         self.inputs.append(
-            ev.AssetRef(asset_id=asset_id, uri=uri, role=role, size_bytes=size_bytes, media_type=media_type)
+            ev.AssetRef(
+                asset_id=clean_text(asset_id),
+                uri=clean_text(uri),
+                role=clean_text(role),
+                size_bytes=size_bytes,
+                media_type=clean_text(media_type),
+            )
         )
 
     def skip(self, reason: str = "") -> None:
         """End this attempt ``skipped`` when it exits."""
         if reason:
-            self._attributes["skip_reason"] = reason
+            self._attributes["skip_reason"] = clean_text(reason)
         self._final = ev.STATE_SKIPPED
 
     def wait(self, reason: str = "") -> None:
         """Emit ``waiting`` now (e.g. for a lock or an external system); :meth:`resume` runs again."""
         if reason:
-            self._attributes["wait_reason"] = reason
+            self._attributes["wait_reason"] = clean_text(reason)
         self._emit(ev.STATE_WAITING)
 
     def resume(self) -> None:

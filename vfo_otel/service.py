@@ -8,6 +8,14 @@ a changed run wakes up. The number of events being stored at once is bounded by
 ``max_pending_events``; past it, :class:`~vfo_otel.errors.Overloaded` is raised (the
 servers answer UNAVAILABLE with retry information).
 
+Liveness (``_liveness_loop``, every ``config.liveness_interval_s``): running or waiting
+node attempts whose newest event is older than ``stale_after_s`` are flagged ``stale`` in
+snapshots; when a run's set of stale attempts changes, its cached snapshots are dropped
+and its watchers get a snapshot at once (with the same revision when no event arrived).
+With ``heartbeat_lost_after_s`` set, an attempt silent for that long is ended with a
+synthetic ``failed``/``HeartbeatLost`` event, ingested through the normal store path
+(durable, de-duplicated by a deterministic event id; a later real terminal event wins).
+
 Thread/async contract: every coroutine runs on the receiver's event loop; blocking store
 calls go to one dedicated thread. Fold and caches are touched only on the loop.
 """
@@ -18,6 +26,7 @@ import asyncio
 import base64
 import contextlib
 import functools
+import hashlib
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -28,10 +37,50 @@ from vfo_otel._gen.vfo.dashboard.v1 import dashboard_pb2 as db
 from vfo_otel._gen.vfo.events.v1 import events_pb2 as ev
 from vfo_otel.config import ReceiverConfig
 from vfo_otel.errors import Invalid, NotFound, Overloaded
-from vfo_otel.fold import Fold, RunFold, Selection
+from vfo_otel.fold import ActiveAttempt, AttemptKey, Fold, RunFold, Selection
 from vfo_otel.store import EventStore
 
-__all__ = ["Receiver", "ReceiverStats"]
+__all__ = ["HEARTBEAT_LOST", "LIVENESS_SOURCE_ID", "Receiver", "ReceiverStats", "heartbeat_lost_event"]
+
+#: error_class of the synthetic event that ends an attempt whose worker went silent.
+HEARTBEAT_LOST = "HeartbeatLost"
+#: source_id of the events the receiver itself writes (synthetic HeartbeatLost events).
+LIVENESS_SOURCE_ID = "vfo-otel-receiver"
+
+
+def heartbeat_lost_event(run_id: str, attempt: ActiveAttempt, lost_after_ns: int) -> ev.RunEvent:
+    """The synthetic ``failed`` / ``HeartbeatLost`` event that ends a silent attempt (pure).
+
+    Its time is the attempt's newest event time + ``lost_after_ns``, and its event id is
+    derived from the attempt key and that newest event time, so a restarted receiver or a
+    second replica deciding the same thing writes the same event (stored once).
+    """
+    pipeline_id, asset_id, node_id, attempt_id = attempt.key
+    h = hashlib.sha256(b"vfo-heartbeat-lost")
+    for part in (run_id, pipeline_id, asset_id, node_id, str(attempt_id), str(attempt.last_ns)):
+        h.update(b"\x1f" + part.encode())
+    event = ev.RunEvent(
+        event_id="hbl-" + h.hexdigest()[:32],
+        scope=ev.SCOPE_NODE,
+        state=ev.STATE_FAILED,
+        run_id=run_id,
+        pipeline_id=pipeline_id,
+        asset_id=asset_id,
+        node_id=node_id,
+        stage_id=attempt.stage_id,
+        attempt_id=attempt_id,
+        synthetic=True,
+        source_id=LIVENESS_SOURCE_ID,
+        error=ev.Error(
+            error_class=HEARTBEAT_LOST,
+            detail=(
+                f"no event (heartbeat or transition) for {lost_after_ns / 1e9:g} s; "
+                "its worker is presumed gone"
+            ),
+        ),
+    )
+    event.time.FromNanoseconds(attempt.last_ns + lost_after_ns)
+    return event
 
 _log = logging.getLogger("vfo_otel.receiver")
 
@@ -51,6 +100,8 @@ class ReceiverStats:
         ignored: OTLP records that are not vfo telemetry.
         overloaded: requests answered UNAVAILABLE because the ingest queue was full.
         runs_expired: runs removed by retention.
+        stale_nodes: node attempts flagged stale now (running/waiting, silent past stale_after_s).
+        heartbeat_lost: synthetic HeartbeatLost events written by this receiver.
     """
 
     events_received: int = 0
@@ -61,6 +112,8 @@ class ReceiverStats:
     overloaded: int = 0
     runs_expired: int = 0
     metrics_points_ignored: int = 0
+    stale_nodes: int = 0
+    heartbeat_lost: int = 0
     by_signal: dict[str, int] = field(default_factory=dict)
 
 
@@ -86,9 +139,13 @@ class Receiver:
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vfo-store")
         self._pending = 0
         self._watches: dict[str, _RunWatch] = {}
-        self._cache: dict[tuple[str, Selection], tuple[int, db.DashboardSnapshot]] = {}
+        self._cache: dict[tuple[str, Selection], tuple[int, int, db.DashboardSnapshot]] = {}
+        self._stale: dict[str, frozenset[AttemptKey]] = {}
+        self._epoch: dict[str, int] = {}  # bumps when a run's stale set changes with no new event
         self._started = False
         self._retention_task: asyncio.Task[None] | None = None
+        self._liveness_task: asyncio.Task[None] | None = None
+        self._retention_soon: asyncio.Task[None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -121,6 +178,7 @@ class Receiver:
         await self.apply_retention()
         if self.config.retention_runs is not None or self.config.retention_days is not None:
             self._retention_task = asyncio.create_task(self._retention_loop(), name="vfo-retention")
+        self._liveness_task = asyncio.create_task(self._liveness_loop(), name="vfo-liveness")
 
     async def _retention_loop(self) -> None:
         while True:
@@ -130,10 +188,64 @@ class Receiver:
             except Exception:  # never crash after start; try again next time
                 _log.exception("retention failed")
 
+    async def _liveness_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.liveness_interval_s)
+            try:
+                await self.check_liveness()
+            except Exception:  # never crash after start; try again next time
+                _log.exception("liveness check failed")
+
+    def _stale_after_ns(self) -> int:
+        return int(self.config.stale_after_s * 1e9)
+
+    async def check_liveness(self, now_ns: int | None = None) -> int:
+        """Flag stale attempts and, with the HeartbeatLost policy on, end silent ones.
+
+        Runs on the event loop (also called by the liveness task every
+        ``config.liveness_interval_s``). Returns the number of HeartbeatLost events written.
+
+        Raises:
+            Overloaded, vfo_otel.store.StoreError: writing the synthetic events failed (retried
+                at the next check).
+        """
+        now = time.time_ns() if now_ns is None else now_ns
+        stale_after = self._stale_after_ns()
+        lost_s = self.config.heartbeat_lost_after_s
+        lost: list[ev.RunEvent] = []
+        total = 0
+        for run_id, run in list(self.fold.runs.items()):
+            stale = run.stale_keys(now, stale_after)
+            total += len(stale)
+            if stale != self._stale.get(run_id, frozenset()):
+                self._stale[run_id] = stale
+                self._epoch[run_id] = self._epoch.get(run_id, 0) + 1
+                await self._wake(run_id)
+            if lost_s is not None and stale:
+                lost_ns = int(lost_s * 1e9)
+                for attempt in run.active_attempts():
+                    if now - attempt.last_ns > lost_ns:
+                        lost.append(heartbeat_lost_event(run_id, attempt, lost_ns))
+        self.stats.stale_nodes = total
+        if lost:
+            new = await self.ingest(lost, "liveness")
+            self.stats.heartbeat_lost += new
+            return new
+        return 0
+
+    async def _wake(self, run_id: str) -> None:
+        watch = self._watches.get(run_id)
+        if watch is not None:
+            async with watch.cond:
+                watch.cond.notify_all()
+
     async def stop(self) -> None:
         """Close the store (safe to call twice or before start)."""
-        if self._retention_task is not None:
-            task, self._retention_task = self._retention_task, None
+        for attr in ("_retention_task", "_liveness_task", "_retention_soon"):
+            task = getattr(self, attr)
+            if task is None:
+                continue
+            setattr(self, attr, None)
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -172,12 +284,34 @@ class Receiver:
         for e in new:
             self.fold.apply(e)
             changed.add(e.run_id)
+        limit = self.config.retention_runs
+        if limit is not None and len(self.fold.runs) > limit + max(limit // 10, 1):
+            self._schedule_retention()  # retention_runs bounds memory, not only the hourly sweep
+        now, stale_after = time.time_ns(), self._stale_after_ns()
         for run_id in changed:
-            watch = self._watches.get(run_id)
-            if watch is not None:
-                async with watch.cond:
-                    watch.cond.notify_all()
+            run = self.fold.runs.get(run_id)
+            if run is not None:  # the revision changed: the stale set is re-read without an epoch bump
+                self._stale[run_id] = run.stale_keys(now, stale_after)
+            await self._wake(run_id)
         return len(new)
+
+    def _schedule_retention(self) -> None:
+        """Run retention soon, once at a time (runs on the loop; ingest does not wait for it)."""
+        if self._retention_soon is not None and not self._retention_soon.done():
+            return
+
+        async def sweep() -> None:
+            try:
+                await self.apply_retention()
+            except Exception:  # never crash after start; the next ingest or sweep tries again
+                _log.exception("retention failed")
+
+        self._retention_soon = asyncio.create_task(sweep(), name="vfo-retention-now")
+
+    @property
+    def pending_events(self) -> int:
+        """Events of exports being stored right now (bounded by ``max_pending_events``)."""
+        return self._pending
 
     async def apply_retention(self) -> list[str]:
         """Remove runs outside retention from the store and the fold; returns their ids."""
@@ -195,6 +329,8 @@ class Receiver:
             await loop.run_in_executor(self._io, store.delete_runs, expired)
             for run_id in expired:
                 self.fold.drop(run_id)
+                self._stale.pop(run_id, None)
+                self._epoch.pop(run_id, None)
                 for key in [k for k in self._cache if k[0] == run_id]:
                     del self._cache[key]
                 watch = self._watches.get(run_id)
@@ -227,13 +363,14 @@ class Receiver:
         run = self._run(run_id)
         sel = selection or Selection()
         key = (run_id, sel)
+        epoch = self._epoch.get(run_id, 0)
         cached = self._cache.get(key)
-        if cached is not None and cached[0] == run.revision:
-            return cached[1]
-        snap = run.snapshot(sel, time.time_ns())
+        if cached is not None and cached[0] == run.revision and cached[1] == epoch:
+            return cached[2]
+        snap = run.snapshot(sel, time.time_ns(), self._stale_after_ns())
         if len(self._cache) > 256:
             self._cache.clear()
-        self._cache[key] = (run.revision, snap)
+        self._cache[key] = (run.revision, epoch, snap)
         return snap
 
     def list_runs(self, page_size: int = 50, page_token: str = "", state: int = 0) -> db.ListRunsResponse:
@@ -259,8 +396,10 @@ class Receiver:
             items.append((header, run))
         items.sort(key=lambda hr: (hr[0].start_time.ToNanoseconds(), hr[0].run_id), reverse=True)
         out = db.ListRunsResponse()
+        now, stale_after = time.time_ns(), self._stale_after_ns()
         for header, run in items[offset : offset + size]:
-            out.runs.add(run=header, summary=run.summary(), revision=run.revision)
+            summary = run.summary(run.stale_keys(now, stale_after))
+            out.runs.add(run=header, summary=summary, revision=run.revision)
         if offset + size < len(items):
             out.next_page_token = base64.urlsafe_b64encode(str(offset + size).encode()).decode()
         return out
@@ -268,7 +407,8 @@ class Receiver:
     async def watch(
         self, run_id: str, selection: Selection | None = None, after_revision: int = 0
     ) -> AsyncIterator[db.DashboardSnapshot]:
-        """Yield the run's snapshot now if newer than ``after_revision``, then at each new revision.
+        """Yield the run's snapshot now if newer than ``after_revision``, then at each new revision
+        and whenever the run's set of stale attempts changes (then the revision may be the same).
 
         Revisions may be coalesced: a slow reader gets the newest, never an older one.
 
@@ -278,19 +418,22 @@ class Receiver:
         self._run(run_id)
         watch = self._watches.setdefault(run_id, _RunWatch())
         last = after_revision
+        last_epoch = self._epoch.get(run_id, 0)
         while True:
             run = self.fold.runs.get(run_id)
             if run is None:
                 raise NotFound(f"run {run_id!r} was removed")
-            if run.revision > last:
+            epoch = self._epoch.get(run_id, 0)
+            if run.revision > last or epoch != last_epoch:
                 snap = self.snapshot(run_id, selection)
-                last = snap.revision
+                last, last_epoch = max(last, snap.revision), epoch
                 yield snap
                 continue
             async with watch.cond:
-                await watch.cond.wait_for(functools.partial(self._changed, run_id, last))
+                await watch.cond.wait_for(functools.partial(self._changed, run_id, last, last_epoch))
 
-    def _changed(self, run_id: str, revision: int) -> bool:
-        """True when the run was removed or has a revision greater than ``revision``."""
+    def _changed(self, run_id: str, revision: int, epoch: int) -> bool:
+        """True when the run was removed, has a revision greater than ``revision``, or its
+        stale set changed since ``epoch``."""
         run = self.fold.runs.get(run_id)
-        return run is None or run.revision > revision
+        return run is None or run.revision > revision or self._epoch.get(run_id, 0) != epoch

@@ -6,12 +6,18 @@
 * :class:`OtlpSink` is a real OTLP gRPC server (trace, logs and metrics services) on an
   ephemeral port that records every export request, for end-to-end tests of the real
   OTLP exporters.
+* :class:`CountingLogExporter` is the SDK's OTLP/gRPC log exporter that remembers the
+  vfo event ids of every export the receiver acknowledged (or that failed for good), for
+  "nothing acknowledged is lost" tests.
+* :func:`free_port` picks a free TCP port on 127.0.0.1, for a server that must come back
+  on the same port after a restart.
 * :func:`run_events` is a hypothesis strategy of valid ``vfo.events.v1.RunEvent`` messages
   (hypothesis is a dev dependency; it is imported only when the function is called).
 """
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -20,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import grpc
+from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
@@ -27,7 +34,11 @@ from opentelemetry.proto.logs.v1 import logs_pb2
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 from opentelemetry.sdk._logs import LoggerProvider
-from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+from opentelemetry.sdk._logs.export import (
+    InMemoryLogRecordExporter,
+    LogRecordExportResult,
+    SimpleLogRecordProcessor,
+)
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
@@ -35,12 +46,20 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from vfo_otel._gen.vfo.events.v1 import events_pb2 as ev
+from vfo_otel.conventions import Key
 from vfo_otel.emitter import Emitter, build_resource
 
 if TYPE_CHECKING:
     from hypothesis.strategies import SearchStrategy
 
-__all__ = ["InMemoryTelemetry", "OtlpSink", "in_memory_emitter", "run_events"]
+__all__ = [
+    "CountingLogExporter",
+    "InMemoryTelemetry",
+    "OtlpSink",
+    "free_port",
+    "in_memory_emitter",
+    "run_events",
+]
 
 
 @dataclass
@@ -118,6 +137,39 @@ def in_memory_emitter(**kwargs: Any) -> InMemoryTelemetry:
     mp = MeterProvider(resource=resource, metric_readers=[reader], shutdown_on_exit=False)
     emitter = Emitter(tracer_provider=tp, logger_provider=lp, meter_provider=mp, **kwargs)
     return InMemoryTelemetry(emitter, spans, logs, reader, (tp, lp, mp))
+
+
+class CountingLogExporter(OTLPLogExporter):
+    """The SDK's OTLP/gRPC log exporter, counting the vfo events of each export by outcome.
+
+    An export is *acknowledged* when the receiver answered OK (after the SDK's own retries):
+    the receiver promises those events are stored. Keyword arguments go to
+    ``OTLPLogExporter`` (``endpoint``, ``timeout``, ...). Thread-safe.
+
+    Attributes:
+        acknowledged: vfo event ids of log records in acknowledged exports.
+        failed: vfo event ids of log records in exports that failed for good.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._ids_lock = threading.Lock()
+        self.acknowledged: list[str] = []
+        self.failed: list[str] = []
+
+    def export(self, batch: Any) -> Any:
+        ids = [str(r.log_record.attributes.get(Key.EVENT_ID, "")) for r in batch]
+        result = super().export(batch)
+        with self._ids_lock:
+            (self.acknowledged if result == LogRecordExportResult.SUCCESS else self.failed).extend(ids)
+        return result
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that was free a moment ago (bind port 0, read it, close): there is a small race."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
 
 
 # ---------------------------------------------------------------------------

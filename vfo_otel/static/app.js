@@ -6,6 +6,8 @@
 //   GET /v1/runs/{run_id}/snapshot?pipeline_id=&asset_id=  one snapshot (first load, diagnostics)
 //   GET /v1/runs/{run_id}/snapshot:watch?...&after_revision=   Server-Sent Events, one
 //       DashboardSnapshot per revision; EventSource resends Last-Event-ID when it reconnects.
+// Auth: when the receiver requires a bearer token, open the page as /?access_token=TOKEN; the
+// page then adds access_token to every API URL (RFC 6750: EventSource cannot send headers).
 // JSON is the protobuf JSON mapping: camelCase names, enums as "STATE_FAILED", 64-bit
 // integers as strings, Durations as "1.5s", fields at their default value omitted.
 
@@ -90,8 +92,12 @@ const runHref = (runId, sel = {}) => {
   const qs = q.toString();
   return `#/run/${encodeURIComponent(runId)}${qs ? `?${qs}` : ""}`;
 };
+// The bearer token from the page URL (/?access_token=...), passed on to every API request.
+const ACCESS_TOKEN = new URLSearchParams(location.search).get("access_token") || "";
+const withToken = (q) => { if (ACCESS_TOKEN) q.set("access_token", ACCESS_TOKEN); return q; };
+const STALE = html` <span class="stale" data-testid="stale" title="no event (heartbeat included) for longer than the receiver's stale_after">(stale)</span>`;
 const snapshotUrl = (runId, sel, watch, after) => {
-  const q = new URLSearchParams();
+  const q = withToken(new URLSearchParams());
   if (sel.pipeline && sel.asset) { q.set("pipeline_id", sel.pipeline); q.set("asset_id", sel.asset); }
   if (watch && after) q.set("after_revision", String(after));
   const qs = q.toString();
@@ -115,7 +121,7 @@ async function getJson(url, signal) {
   try { body = text ? JSON.parse(text) : {}; } catch { /* not JSON */ }
   if (!resp.ok) {
     let msg = body?.message || text || resp.statusText;
-    if (resp.status === 401) msg += " — this receiver requires a bearer token, which a browser page cannot send";
+    if (resp.status === 401) msg += " — this receiver requires a bearer token: open the page as /?access_token=TOKEN";
     throw new ApiError(resp.status, `HTTP ${resp.status}: ${msg}`);
   }
   if (body === null) throw new ApiError(resp.status, "the receiver answered with something that is not JSON");
@@ -195,7 +201,7 @@ class RunsView {
     clearTimeout(this.timer);
     this.abort?.abort();
     this.abort = new AbortController();
-    const q = new URLSearchParams({ page_size: String(Math.max(100, this.runs?.length ?? 0)) });
+    const q = withToken(new URLSearchParams({ page_size: String(Math.max(100, this.runs?.length ?? 0)) }));
     if (this.state) q.set("state", this.state);
     try {
       const body = await getJson(`/v1/runs?${q}`, this.abort.signal);
@@ -213,7 +219,7 @@ class RunsView {
   }
 
   async more() {
-    const q = new URLSearchParams({ page_size: "100", page_token: this.next });
+    const q = withToken(new URLSearchParams({ page_size: "100", page_token: this.next }));
     if (this.state) q.set("state", this.state);
     try {
       const body = await getJson(`/v1/runs?${q}`);
@@ -495,6 +501,7 @@ class RunView {
           ${STATES.map((st) => html`<td class="num${num(sum[k]?.[st]) ? ` hot st-${st}` : " zero"}" data-label="${GLYPH[st]} ${st}" data-testid="summary-${k}-${st}">${num(sum[k]?.[st])}</td>`)}
           <td class="num total" data-label="total" data-testid="summary-${k}-total">${num(sum[k]?.total)}</td></tr>`)}</tbody>
       </table></div>
+      ${num(sum.staleNodes) ? html`<p data-testid="summary-stale"><span class="stale">${num(sum.staleNodes)} stale node(s)</span>: running or waiting with no event for longer than the receiver's stale_after.</p>` : ""}
     </section>`;
   }
 
@@ -530,7 +537,7 @@ class RunView {
       return html`<tr class="${selected ? "selected" : ""}" data-testid="asset-row" data-asset-id="${a.assetId}">
         <th scope="row"><button type="button" class="link-button" data-action="select-asset" data-pipeline="${pid}" data-asset="${a.assetId}"
           data-key="asset:${pid}/${a.assetId}" aria-pressed="${selected ? "true" : "false"}" data-testid="asset-button">${a.assetId}</button></th>
-        <td data-label="State">${badge(a.state)}</td>
+        <td data-label="State">${badge(a.state)}${a.stale ? STALE : ""}</td>
         <td data-label="Current node">${a.currentNodeId ? html`${a.currentNodeId}${a.currentStageId ? html` <span class="muted">(${a.currentStageId})</span>` : ""}` : html`<span class="muted">—</span>`}</td>
         <td class="num" data-label="Attempts" data-testid="asset-attempts">${num(a.attempts)}</td>
         <td data-label="Nodes">${countsText(a.nodeCounts)}</td>
@@ -578,7 +585,7 @@ class RunView {
     const refs = (list) => list.map((r) => html`<li><code>${r.uri || r.assetId}</code>${r.role ? html` <span class="muted">${r.role}</span>` : ""}${r.sizeBytes !== undefined ? html` <span class="muted">${fmtBytes(r.sizeBytes)}</span>` : ""}${r.mediaType ? html` <span class="muted">${r.mediaType}</span>` : ""}</li>`);
     const attrs = Object.entries(a.attributes ?? {});
     return html`<li class="attempt" data-testid="attempt" data-attempt="${num(a.attemptId)}">
-      <p class="attempt-head">Attempt ${num(a.attemptId)} ${badge(a.state)}${a.synthetic ? html` <span class="muted">(decided by vfo)</span>` : ""}</p>
+      <p class="attempt-head">Attempt ${num(a.attemptId)} ${badge(a.state)}${a.synthetic ? html` <span class="muted">(decided by vfo)</span>` : ""}${a.stale ? STALE : ""}</p>
       <dl class="facts compact">
         <div><dt>Started</dt><dd>${fmtTime(a.startTime)}</dd></div>
         <div><dt>Duration</dt><dd>${entityDuration(a, s.generatedTime)}</dd></div>

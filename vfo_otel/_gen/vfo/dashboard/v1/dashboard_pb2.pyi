@@ -68,7 +68,7 @@ class RunHeader(_message.Message):
     def __init__(self, run_id: _Optional[str] = ..., state: _Optional[_Union[_events_pb2.State, str]] = ..., state_reported: _Optional[bool] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., service_name: _Optional[str] = ..., service_version: _Optional[str] = ..., host_name: _Optional[str] = ..., command: _Optional[_Union[_events_pb2.Command, _Mapping]] = ..., attributes: _Optional[_Mapping[str, str]] = ..., error: _Optional[_Union[_events_pb2.Error, _Mapping]] = ..., last_update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class AssetSummary(_message.Message):
-    __slots__ = ("asset_id", "state", "state_reported", "current_node_id", "current_stage_id", "attempts", "node_counts", "last_update_time", "start_time", "end_time", "duration", "error")
+    __slots__ = ("asset_id", "state", "state_reported", "current_node_id", "current_stage_id", "attempts", "node_counts", "last_update_time", "start_time", "end_time", "duration", "error", "stale")
     ASSET_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     STATE_REPORTED_FIELD_NUMBER: _ClassVar[int]
@@ -81,6 +81,7 @@ class AssetSummary(_message.Message):
     END_TIME_FIELD_NUMBER: _ClassVar[int]
     DURATION_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    STALE_FIELD_NUMBER: _ClassVar[int]
     asset_id: str
     state: _events_pb2.State
     state_reported: bool
@@ -93,7 +94,8 @@ class AssetSummary(_message.Message):
     end_time: _timestamp_pb2.Timestamp
     duration: _duration_pb2.Duration
     error: _events_pb2.Error
-    def __init__(self, asset_id: _Optional[str] = ..., state: _Optional[_Union[_events_pb2.State, str]] = ..., state_reported: _Optional[bool] = ..., current_node_id: _Optional[str] = ..., current_stage_id: _Optional[str] = ..., attempts: _Optional[int] = ..., node_counts: _Optional[_Union[StateCounts, _Mapping]] = ..., last_update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., error: _Optional[_Union[_events_pb2.Error, _Mapping]] = ...) -> None: ...
+    stale: bool
+    def __init__(self, asset_id: _Optional[str] = ..., state: _Optional[_Union[_events_pb2.State, str]] = ..., state_reported: _Optional[bool] = ..., current_node_id: _Optional[str] = ..., current_stage_id: _Optional[str] = ..., attempts: _Optional[int] = ..., node_counts: _Optional[_Union[StateCounts, _Mapping]] = ..., last_update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., error: _Optional[_Union[_events_pb2.Error, _Mapping]] = ..., stale: _Optional[bool] = ...) -> None: ...
 
 class WorkflowNode(_message.Message):
     __slots__ = ("node_id", "stage_id", "counts", "depth")
@@ -150,7 +152,7 @@ class Pipeline(_message.Message):
     def __init__(self, pipeline_id: _Optional[str] = ..., state: _Optional[_Union[_events_pb2.State, str]] = ..., state_reported: _Optional[bool] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., asset_counts: _Optional[_Union[StateCounts, _Mapping]] = ..., node_counts: _Optional[_Union[StateCounts, _Mapping]] = ..., assets: _Optional[_Iterable[_Union[AssetSummary, _Mapping]]] = ..., workflow: _Optional[_Union[Workflow, _Mapping]] = ..., error: _Optional[_Union[_events_pb2.Error, _Mapping]] = ...) -> None: ...
 
 class Attempt(_message.Message):
-    __slots__ = ("attempt_id", "state", "start_time", "end_time", "duration", "exit_code", "command", "inputs", "outputs", "error", "synthetic", "last_update_time", "attributes")
+    __slots__ = ("attempt_id", "state", "start_time", "end_time", "duration", "exit_code", "command", "inputs", "outputs", "error", "synthetic", "last_update_time", "attributes", "stale")
     class AttributesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -171,6 +173,7 @@ class Attempt(_message.Message):
     SYNTHETIC_FIELD_NUMBER: _ClassVar[int]
     LAST_UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
     ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
+    STALE_FIELD_NUMBER: _ClassVar[int]
     attempt_id: int
     state: _events_pb2.State
     start_time: _timestamp_pb2.Timestamp
@@ -184,7 +187,8 @@ class Attempt(_message.Message):
     synthetic: bool
     last_update_time: _timestamp_pb2.Timestamp
     attributes: _containers.ScalarMap[str, str]
-    def __init__(self, attempt_id: _Optional[int] = ..., state: _Optional[_Union[_events_pb2.State, str]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., exit_code: _Optional[int] = ..., command: _Optional[_Union[_events_pb2.Command, _Mapping]] = ..., inputs: _Optional[_Iterable[_Union[_events_pb2.AssetRef, _Mapping]]] = ..., outputs: _Optional[_Iterable[_Union[_events_pb2.AssetRef, _Mapping]]] = ..., error: _Optional[_Union[_events_pb2.Error, _Mapping]] = ..., synthetic: _Optional[bool] = ..., last_update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., attributes: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    stale: bool
+    def __init__(self, attempt_id: _Optional[int] = ..., state: _Optional[_Union[_events_pb2.State, str]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., exit_code: _Optional[int] = ..., command: _Optional[_Union[_events_pb2.Command, _Mapping]] = ..., inputs: _Optional[_Iterable[_Union[_events_pb2.AssetRef, _Mapping]]] = ..., outputs: _Optional[_Iterable[_Union[_events_pb2.AssetRef, _Mapping]]] = ..., error: _Optional[_Union[_events_pb2.Error, _Mapping]] = ..., synthetic: _Optional[bool] = ..., last_update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., attributes: _Optional[_Mapping[str, str]] = ..., stale: _Optional[bool] = ...) -> None: ...
 
 class NodeDetail(_message.Message):
     __slots__ = ("node_id", "stage_id", "state", "upstream_node_ids", "attempts")
@@ -221,16 +225,18 @@ class StageTotal(_message.Message):
     def __init__(self, stage_id: _Optional[str] = ..., counts: _Optional[_Union[StateCounts, _Mapping]] = ..., total_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class Summary(_message.Message):
-    __slots__ = ("pipelines", "assets", "nodes", "attempts")
+    __slots__ = ("pipelines", "assets", "nodes", "attempts", "stale_nodes")
     PIPELINES_FIELD_NUMBER: _ClassVar[int]
     ASSETS_FIELD_NUMBER: _ClassVar[int]
     NODES_FIELD_NUMBER: _ClassVar[int]
     ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    STALE_NODES_FIELD_NUMBER: _ClassVar[int]
     pipelines: StateCounts
     assets: StateCounts
     nodes: StateCounts
     attempts: StateCounts
-    def __init__(self, pipelines: _Optional[_Union[StateCounts, _Mapping]] = ..., assets: _Optional[_Union[StateCounts, _Mapping]] = ..., nodes: _Optional[_Union[StateCounts, _Mapping]] = ..., attempts: _Optional[_Union[StateCounts, _Mapping]] = ...) -> None: ...
+    stale_nodes: int
+    def __init__(self, pipelines: _Optional[_Union[StateCounts, _Mapping]] = ..., assets: _Optional[_Union[StateCounts, _Mapping]] = ..., nodes: _Optional[_Union[StateCounts, _Mapping]] = ..., attempts: _Optional[_Union[StateCounts, _Mapping]] = ..., stale_nodes: _Optional[int] = ...) -> None: ...
 
 class DashboardSnapshot(_message.Message):
     __slots__ = ("schema_version", "revision", "generated_time", "run", "pipelines", "selection", "node_details", "summary", "stage_totals")

@@ -1,0 +1,293 @@
+"""Promise 5, bad input: each bad record is rejected through OTLP partial_success (count and
+message) while the rest of its batch is kept; oversized text is truncated with its original
+length recorded; an oversized export is RESOURCE_EXHAUSTED; a bounded fuzz run over the OTLP
+decode and the fold finds nothing but clean rejections, and the receiver keeps serving.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+from opentelemetry.proto.common.v1 import common_pb2
+
+from tests.receiver import logs_request, node, vfo_log_record
+from tests.reliability.support import DEADLINE_S, record_figures, wait_revision
+from vfo_otel import Emitter
+from vfo_otel._gen.vfo.events.v1 import events_pb2 as ev
+from vfo_otel.config import ReceiverConfig
+from vfo_otel.conventions import Key
+from vfo_otel.fold import Fold, Selection
+from vfo_otel.ingest import RequestError, parse_logs, parse_traces
+from vfo_otel.limits import Limits
+from vfo_otel.server import ReceiverThread
+from vfo_otel.testing import in_memory_emitter
+
+C, F = ev.STATE_COMPLETE, ev.STATE_FAILED
+LOGS = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
+TRACES = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+
+
+@pytest.fixture
+def receiver() -> Iterator[ReceiverThread]:
+    config = ReceiverConfig(
+        grpc_address="127.0.0.1:0",
+        http_address=None,
+        store_path=":memory:",
+        max_request_bytes=8 * 1024 * 1024,
+    )
+    with ReceiverThread(config) as thread:
+        yield thread
+
+
+def _raw_export(port: int, method: str, data: bytes) -> bytes:
+    with grpc.insecure_channel(
+        f"127.0.0.1:{port}", options=[("grpc.max_send_message_length", 64 << 20)]
+    ) as ch:
+        return ch.unary_unary(method, request_serializer=None, response_deserializer=None)(  # type: ignore[no-any-return]
+            data, timeout=DEADLINE_S
+        )
+
+
+def _set(record: object, key: str, value: common_pb2.AnyValue | None) -> None:
+    attrs = record.attributes  # type: ignore[attr-defined]
+    for i, kv in enumerate(attrs):
+        if kv.key == key:
+            if value is None:
+                del attrs[i]
+            else:
+                kv.value.CopyFrom(value)
+            return
+    raise KeyError(key)
+
+
+def _stored(receiver: ReceiverThread) -> dict[str, ev.RunEvent]:
+    store = receiver.server.receiver._store
+    assert store is not None
+    return {e.event_id: e for batch in store.replay() for e in batch}
+
+
+def test_each_bad_record_is_rejected_alone_and_its_batch_mates_are_kept(receiver: ReceiverThread) -> None:
+    run = "bad-run"
+    good = [node("ok", C, t_s=1, run=run, eid="good-1"), node("ok2", C, t_s=1, run=run, eid="good-2")]
+    records = [vfo_log_record(e) for e in good]
+
+    unknown_state = vfo_log_record(node("x1", C, t_s=1, run=run, eid="bad-state"))
+    _set(unknown_state, Key.STATE, common_pb2.AnyValue(string_value="on-fire"))
+    no_run = vfo_log_record(node("x2", C, t_s=1, run=run, eid="bad-run-id"))
+    _set(no_run, Key.RUN_ID, None)
+    wrong_type = vfo_log_record(node("x3", C, t_s=1, run=run, eid="bad-type"))
+    _set(wrong_type, Key.ATTEMPT_ID, common_pb2.AnyValue(string_value="1"))
+    control = vfo_log_record(node("x\x074", C, t_s=1, run=run, eid="bad-control"))
+    too_long = vfo_log_record(node("x" * 300, C, t_s=1, run=run, eid="bad-long"))
+    bad_utf8 = vfo_log_record(node("UTF8MARK", C, t_s=1, run=run, eid="bad-utf8"))
+    huge_detail = vfo_log_record(
+        node("big", F, t_s=1, run=run, eid="big-detail", error=("Boom", "d" * (5 << 20)))
+    )
+    long_cmd = vfo_log_record(
+        node("cmd", C, t_s=1, run=run, eid="long-command", command=ev.Command(command_line="c" * (200 << 10)))
+    )
+    batch = [
+        records[0],
+        unknown_state,
+        no_run,
+        wrong_type,
+        control,
+        too_long,
+        bad_utf8,
+        huge_detail,
+        long_cmd,
+        records[1],
+    ]
+    data = logs_request(batch).SerializeToString()
+    assert data.count(b"UTF8MARK") >= 1
+    data = data.replace(b"UTF8MARK", b"UTF\xff\xfeARK")  # invalid UTF-8: protobuf refuses the whole request
+    with pytest.raises(Exception, match="UTF-8"):
+        logs_service_pb2.ExportLogsServiceRequest.FromString(data)
+
+    resp = logs_service_pb2.ExportLogsServiceResponse.FromString(_raw_export(receiver.grpc_port, LOGS, data))
+    assert resp.partial_success.rejected_log_records == 6
+    message = resp.partial_success.error_message
+    assert message.startswith("rejected 6 vfo record(s); the rest of the batch was kept: ")
+    assert "log record 1: unknown state 'on-fire'" in message
+    assert "log record 2: missing attribute 'vfo.run.id'" in message
+    assert "log record 3: attribute 'vfo.attempt.id' must be int, got str" in message
+    assert "log record 4: node_id contains the control character U+0007" in message
+    assert "log record 5: node_id is 300 characters, over the limit of 256" in message
+    assert message.endswith("(+1 more)")  # the 6th reason (invalid UTF-8) is counted, not listed
+
+    stored = _stored(receiver)
+    assert set(stored) == {"good-1", "good-2", "big-detail", "long-command"}
+    big = stored["big-detail"]
+    assert len(big.error.detail) == 64 * 1024 and big.attributes["error_detail_original_length"] == str(
+        5 << 20
+    )
+    cmd = stored["long-command"]
+    assert len(cmd.command.command_line) == 16 * 1024
+    assert cmd.attributes["command_line_original_length"] == str(200 << 10)
+    assert receiver.server.receiver.stats.rejected == 6
+
+    # The lone invalid record alone also names its reason.
+    lone = logs_request([vfo_log_record(node("UTF8MARK", C, t_s=1, run=run, eid="x"))]).SerializeToString()
+    resp = logs_service_pb2.ExportLogsServiceResponse.FromString(
+        _raw_export(receiver.grpc_port, LOGS, lone.replace(b"UTF8MARK", b"UTF\xff\xfeARK"))
+    )
+    assert resp.partial_success.error_message == (
+        "rejected 1 vfo record(s); the rest of the batch was kept: log record 0: "
+        "log record 0 is not a valid protobuf message (a string field is not valid UTF-8)"
+    )
+    record_figures(
+        "bad_input",
+        records_sent=len(batch),
+        rejected=6,
+        kept=4,
+        detail_bytes_sent=5 << 20,
+        detail_kept=64 * 1024,
+        command_sent=200 << 10,
+        command_kept=16 * 1024,
+    )
+
+
+def test_invalid_utf8_in_one_span_rejects_that_span_only(receiver: ReceiverThread) -> None:
+    t = in_memory_emitter()
+    try:
+        with t.emitter.run("span-run") as run, run.pipeline("p") as pipe, pipe.asset("a") as asset:
+            with asset.node("SPANMARK", stage="s"):
+                pass
+            with asset.node("fine", stage="s"):
+                pass
+        spans = t.otlp_spans()
+    finally:
+        t.close()
+    from opentelemetry.proto.trace.v1 import trace_pb2
+
+    request = trace_service_pb2.ExportTraceServiceRequest(
+        resource_spans=[trace_pb2.ResourceSpans(scope_spans=[trace_pb2.ScopeSpans(spans=spans)])]
+    )
+    data = request.SerializeToString().replace(b"SPANMARK", b"SPAN\xc3\x28RK")
+    resp = trace_service_pb2.ExportTraceServiceResponse.FromString(
+        _raw_export(receiver.grpc_port, TRACES, data)
+    )
+    assert resp.partial_success.rejected_spans == 1
+    snap = wait_revision(f"127.0.0.1:{receiver.grpc_port}", "span-run", 1)
+    assert [n.node_id for n in snap.pipelines[0].workflow.nodes] == ["fine"]
+
+
+def test_the_emitter_replaces_lone_surrogates_with_u_fffd(receiver: ReceiverThread) -> None:
+    """Protobuf cannot encode a lone surrogate; the emitter escapes it instead of losing the event."""
+    emitter = Emitter(
+        endpoint=f"http://127.0.0.1:{receiver.grpc_port}",
+        service_name="surrogates",
+        heartbeat_interval_s=None,
+        export_metrics_otlp=False,
+    )
+    name = os.fsdecode(b"clip-\xff.mov")  # a non-UTF-8 file name: 'clip-\udcff.mov'
+    try:
+        with emitter.run("run-" + name) as run, run.pipeline("p") as pipe, pipe.asset(name) as asset:
+            with pytest.raises(OSError), asset.node("probe", stage="s") as n:
+                n.add_output("/out/" + name)
+                raise OSError(f"cannot open {name}")
+        assert emitter.force_flush(10_000)
+    finally:
+        emitter.shutdown()
+    assert emitter.stats.failures == {}
+    snap = wait_revision(f"127.0.0.1:{receiver.grpc_port}", "run-clip-\ufffd.mov", 6)
+    assert snap.pipelines[0].assets[0].asset_id == "clip-\ufffd.mov"
+    stored = list(_stored(receiver).values())
+    failed = next(e for e in stored if e.scope == ev.SCOPE_NODE and e.state == F)
+    assert failed.error.detail == "cannot open clip-\ufffd.mov"
+    assert failed.outputs[0].uri == "/out/clip-\ufffd.mov"
+
+
+def test_an_export_over_the_size_limit_is_resource_exhausted_with_a_clear_message(
+    receiver: ReceiverThread,
+) -> None:
+    big = logs_request([vfo_log_record(node("n", F, t_s=1, run="huge", error=("E", "x" * (9 << 20))))])
+    with pytest.raises(grpc.RpcError) as info:
+        _raw_export(receiver.grpc_port, LOGS, big.SerializeToString())
+    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert info.value.details().startswith("SERVER: Received message larger than max (")
+    assert info.value.details().endswith(f" vs. {8 * 1024 * 1024})")
+    # nothing of it was stored, and the receiver goes on
+    _raw_export(
+        receiver.grpc_port,
+        LOGS,
+        logs_request([vfo_log_record(node("n", C, t_s=1, run="small"))]).SerializeToString(),
+    )
+    assert "huge" not in receiver.server.receiver.fold.runs and "small" in receiver.server.receiver.fold.runs
+
+
+# ---------------------------------------------------------------------------------------
+# Fuzz: bounded, in CI
+# ---------------------------------------------------------------------------------------
+
+_VALID = logs_request(
+    [vfo_log_record(node(f"n{i}", C if i % 2 else ev.STATE_RUNNING, t_s=i, run="fz")) for i in range(4)]
+).SerializeToString()
+LIMITS = Limits()
+
+
+@st.composite
+def _mutated(draw: st.DrawFn) -> bytes:
+    data = bytearray(_VALID)
+    for _ in range(draw(st.integers(1, 8))):
+        op = draw(st.sampled_from(["flip", "insert", "delete", "truncate"]))
+        pos = draw(st.integers(0, max(len(data) - 1, 0)))
+        if op == "flip" and data:
+            data[pos] = draw(st.integers(0, 255))
+        elif op == "insert":
+            data[pos:pos] = draw(st.binary(min_size=1, max_size=8))
+        elif op == "delete" and data:
+            del data[pos : pos + draw(st.integers(1, 16))]
+        elif op == "truncate":
+            del data[pos:]
+    return bytes(data)
+
+
+_FUZZED: list[bytes] = []
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
+@given(data=st.one_of(_mutated(), st.binary(max_size=512)))
+def test_fuzz_otlp_decode_and_fold_reject_cleanly(data: bytes) -> None:
+    fold = Fold()
+    for parse in (parse_logs, parse_traces):
+        try:
+            decoded = parse(data, LIMITS)
+        except RequestError:
+            continue  # a broken framing: the whole request is INVALID_ARGUMENT
+        assert decoded.rejected >= 0 and decoded.ignored >= 0
+        for e in decoded.events:
+            fold.apply(e)
+    for run_id, run in fold.runs.items():
+        run.snapshot(Selection(), 0, 1)
+        for pid, pipe in run.pipelines.items():
+            for aid in pipe.assets:
+                run.snapshot(Selection(pid, aid), 10**18, 10**9)
+        assert run_id
+    if len(_FUZZED) < 40:
+        _FUZZED.append(data)
+
+
+def test_the_receiver_keeps_serving_after_fuzzed_requests(receiver: ReceiverThread) -> None:
+    if not _FUZZED:  # run alone: take a few mutations of our own
+        _FUZZED.extend(_VALID[: i * 37] + b"\xff" + _VALID[i * 37 + 1 :] for i in range(1, 30))
+    codes: dict[str, int] = {}
+    for data in _FUZZED:
+        for method in (LOGS, TRACES):
+            try:
+                _raw_export(receiver.grpc_port, method, data)
+                codes["OK"] = codes.get("OK", 0) + 1
+            except grpc.RpcError as exc:
+                codes[exc.code().name] = codes.get(exc.code().name, 0) + 1
+    assert set(codes) <= {"OK", "INVALID_ARGUMENT"}, codes
+    with grpc.insecure_channel(f"127.0.0.1:{receiver.grpc_port}") as channel:
+        resp = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=DEADLINE_S)
+    assert resp.status == health_pb2.HealthCheckResponse.SERVING
