@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -246,11 +247,36 @@ class _Node:
 
 
 class _Asset:
-    __slots__ = ("acc", "nodes")
+    __slots__ = ("acc", "digest", "nodes", "version")
 
     def __init__(self) -> None:
         self.acc = _Acc()
         self.nodes: dict[str, _Node] = {}
+        self.version = 0  # bumped by every event of the asset or its node attempts
+        self.digest: _AssetDigest | None = None
+
+
+class _AssetDigest:
+    """What a snapshot needs of one asset, computed once per version of the asset.
+
+    A snapshot of a large run is assembled from these, so a change to one asset costs one
+    asset's work plus a merge, not a walk over every attempt of the run.
+    """
+
+    __slots__ = ("attempt_counts", "nodes", "stages", "state", "summary", "times", "version")
+
+    def __init__(self, version: int) -> None:
+        self.version = version
+        self.state: int = ev.STATE_UNSPECIFIED
+        self.summary = db.AssetSummary()
+        self.times: _Times = (None, None, None, 0)
+        #: counts by state of every attempt (retries included), indexed by state number
+        self.attempt_counts = [0] * 7
+        #: node id -> (stage key, stage, latest state, upstream ids)
+        self.nodes: dict[str, tuple[OrderKey | None, str, int, frozenset[str]]] = {}
+        #: stage -> [counts of latest attempts by state (7), total duration ns, max duration ns,
+        #: whether any finished attempt had a duration]
+        self.stages: dict[str, list[Any]] = {}
 
 
 class _Pipeline:
@@ -276,6 +302,15 @@ def _count(counts: db.StateCounts, state: int) -> None:
     if name is not None:
         setattr(counts, name, getattr(counts, name) + 1)
         counts.total += 1
+
+
+def _add_counts(out: db.StateCounts, by_state: list[int]) -> None:
+    """Add counts indexed by state number (0 = unspecified, ignored) into ``out``."""
+    for state, name in _STATE_FIELD.items():
+        n = by_state[state]
+        if n:
+            setattr(out, name, getattr(out, name) + n)
+            out.total += n
 
 
 def _counts(states: Iterable[int]) -> db.StateCounts:
@@ -323,6 +358,7 @@ class RunFold:
         asset = pipe.assets.get(event.asset_id)
         if asset is None:
             asset = pipe.assets[event.asset_id] = _Asset()
+        asset.version += 1
         if scope == ev.SCOPE_ASSET:
             asset.acc.apply(event, t)
             return
@@ -362,21 +398,71 @@ class RunFold:
 
     # -- derived state -----------------------------------------------------------------
 
-    def _asset_state(self, asset: _Asset) -> int:
-        if asset.acc.reported:
-            return asset.acc.state
-        return derive_state(n.latest()[1].state for n in asset.nodes.values() if n.attempts)
+    def _digest(self, pipeline_id: str, asset_id: str, asset: _Asset) -> _AssetDigest:
+        """The asset's digest, recomputed only when the asset changed since the last one."""
+        d = asset.digest
+        if d is not None and d.version == asset.version:
+            return d
+        d = asset.digest = _AssetDigest(asset.version)
+        latest_states = []
+        kid_times = []
+        current: tuple[tuple[int, int], str, str] | None = None
+        row = d.summary
+        for node_id, node in asset.nodes.items():
+            if not node.attempts:
+                continue
+            _, acc = node.latest()
+            state = acc.state
+            latest_states.append(state)
+            kid_times.append(self._span(acc, ()))
+            d.nodes[node_id] = (node.stage_key, node.stage, state, frozenset(node.upstream))
+            row.attempts += len(node.attempts)
+            _count(row.node_counts, state)
+            cand = ((_CURRENT_RANK.get(state, 0), acc.last_ns), node_id, node.stage)
+            if current is None or (cand[0], cand[1]) > (current[0], current[1]):
+                current = cand
+            stage = d.stages.get(node.stage)
+            if stage is None:
+                stage = d.stages[node.stage] = [[0] * 7, 0, 0, False]
+            stage[0][state] += 1
+            for a in node.attempts.values():
+                d.attempt_counts[a.state] += 1
+                if a.state in _TERMINAL:
+                    dur = a.duration()
+                    if dur is not None:
+                        stage[1] += dur
+                        stage[2] = max(stage[2], dur)
+                        stage[3] = True
+        d.state = int(asset.acc.state) if asset.acc.reported else derive_state(latest_states)
+        row.asset_id, row.state_reported = asset_id, asset.acc.reported
+        row.state = d.state  # type: ignore[assignment]
+        if current is not None:
+            row.current_node_id, row.current_stage_id = current[1], current[2]
+        d.times = self._span(asset.acc, kid_times)
+        start, end, duration, last = d.times
+        _ts(start, row.start_time)
+        if d.state in _TERMINAL:
+            _ts(end, row.end_time)
+            _dur(duration, row.duration)
+        _ts(last or None, row.last_update_time)
+        self._fill_error(asset.acc, d.state, row.error)
+        return d
 
-    def _pipeline_state(self, pipe: _Pipeline) -> int:
+    def _digests(self, pipeline_id: str, pipe: _Pipeline) -> list[tuple[str, _AssetDigest]]:
+        return [(aid, self._digest(pipeline_id, aid, pipe.assets[aid])) for aid in sorted(pipe.assets)]
+
+    def _pipeline_state(self, pipe: _Pipeline, digests: list[tuple[str, _AssetDigest]]) -> int:
         if pipe.acc.reported:
             return pipe.acc.state
-        return derive_state(self._asset_state(a) for a in pipe.assets.values())
+        return derive_state(d.state for _, d in digests)
 
     def state(self) -> int:
         """The run's state (reported, or derived from its pipelines)."""
         if self.acc.reported:
             return self.acc.state
-        return derive_state(self._pipeline_state(p) for p in self.pipelines.values())
+        return derive_state(
+            self._pipeline_state(p, self._digests(pid, p)) for pid, p in self.pipelines.items()
+        )
 
     @staticmethod
     def _span(acc: _Acc, kids: Iterable[_Times]) -> _Times:
@@ -395,22 +481,19 @@ class RunFold:
                 duration = max(end - start, 0) if start is not None else None
         return start, end, duration, last
 
-    def _asset_times(self, asset: _Asset) -> _Times:
-        latest = [n.latest()[1] for n in asset.nodes.values() if n.attempts]
-        return self._span(asset.acc, (self._span(a, ()) for a in latest))
-
-    def _pipeline_times(self, pipe: _Pipeline) -> _Times:
-        return self._span(pipe.acc, (self._asset_times(a) for a in pipe.assets.values()))
-
     def _fill_error(self, acc: _Acc, state: int, out: ev.Error) -> None:
         if acc.error is not None and state == ev.STATE_FAILED:
             out.error_class, out.detail = acc.error
 
-    def header(self) -> db.RunHeader:
+    def header(self, pipeline_times: Iterable[_Times] | None = None) -> db.RunHeader:
         """The run header (state, times, origin, command, attributes, error)."""
+        if pipeline_times is None:
+            pipeline_times = [
+                self._span(p.acc, [d.times for _, d in self._digests(pid, p)])
+                for pid, p in self.pipelines.items()
+            ]
         h = db.RunHeader(run_id=self.run_id, state=self.state(), state_reported=self.acc.reported)  # type: ignore[arg-type]
-        kids = (self._pipeline_times(p) for p in self.pipelines.values())
-        start, end, duration, last = self._span(self.acc, kids)
+        start, end, duration, last = self._span(self.acc, pipeline_times)
         _ts(start, h.start_time)
         if h.state in _TERMINAL:
             _ts(end, h.end_time)
@@ -427,6 +510,15 @@ class RunFold:
         self._fill_error(self.acc, h.state, h.error)
         return h
 
+    def _stale_nodes(self, stale: frozenset[AttemptKey]) -> int:
+        """How many stale attempts are their node's latest attempt."""
+        n = 0
+        for pid, aid, nid, attempt in stale:
+            node = self.pipelines[pid].assets[aid].nodes[nid]
+            if node.attempts and node.latest()[0] == attempt:
+                n += 1
+        return n
+
     def summary(self, stale: frozenset[AttemptKey] = frozenset()) -> db.Summary:
         """Counts by state of pipelines, assets, nodes (latest attempts) and all attempts.
 
@@ -434,122 +526,105 @@ class RunFold:
             stale: the stale attempts (:meth:`stale_keys`), counted in ``stale_nodes``.
         """
         s = db.Summary()
+        nodes, attempts = [0] * 7, [0] * 7
         for pid, pipe in self.pipelines.items():
-            _count(s.pipelines, self._pipeline_state(pipe))
-            for aid, asset in pipe.assets.items():
-                _count(s.assets, self._asset_state(asset))
-                for nid, node in asset.nodes.items():
-                    if not node.attempts:
-                        continue
-                    _count(s.nodes, node.latest()[1].state)
-                    if stale and (pid, aid, nid, node.latest()[0]) in stale:
-                        s.stale_nodes += 1
-                    for acc in node.attempts.values():
-                        _count(s.attempts, acc.state)
+            digests = self._digests(pid, pipe)
+            _count(s.pipelines, self._pipeline_state(pipe, digests))
+            for _, d in digests:
+                _count(s.assets, d.state)
+                for state, n in enumerate(d.attempt_counts):
+                    attempts[state] += n
+                for _stage_key, _stage, state, _up in d.nodes.values():
+                    nodes[state] += 1
+        _add_counts(s.nodes, nodes)
+        _add_counts(s.attempts, attempts)
+        s.stale_nodes = self._stale_nodes(stale) if stale else 0
         return s
 
-    def _asset_summary(
-        self, pipeline_id: str, asset_id: str, asset: _Asset, stale: frozenset[AttemptKey]
-    ) -> db.AssetSummary:
-        state = self._asset_state(asset)
-        out = db.AssetSummary(asset_id=asset_id, state=state, state_reported=asset.acc.reported)  # type: ignore[arg-type]
-        current: tuple[tuple[int, int], str, str] | None = None
-        for node_id, node in asset.nodes.items():
-            if not node.attempts:
-                continue
-            out.attempts += len(node.attempts)
-            latest_id, acc = node.latest()
-            if stale and (pipeline_id, asset_id, node_id, latest_id) in stale:
-                out.stale = True
-            _count(out.node_counts, acc.state)
-            rank = (_CURRENT_RANK.get(acc.state, 0), acc.last_ns)
-            cand = (rank, node_id, node.stage)
-            if current is None or (cand[0], cand[1]) > (current[0], current[1]):
-                current = cand
-        if current is not None:
-            out.current_node_id, out.current_stage_id = current[1], current[2]
-        start, end, duration, last = self._asset_times(asset)
-        _ts(start, out.start_time)
-        if state in _TERMINAL:
-            _ts(end, out.end_time)
-            _dur(duration, out.duration)
-        _ts(last or None, out.last_update_time)
-        self._fill_error(asset.acc, state, out.error)
-        return out
-
-    def _workflow(self, pipe: _Pipeline) -> db.Workflow:
+    @staticmethod
+    def _workflow(digests: list[tuple[str, _AssetDigest]]) -> db.Workflow:
         stages: dict[str, tuple[OrderKey | None, str]] = {}
         upstream: dict[str, set[str]] = {}
         states: dict[str, list[int]] = {}
-        for asset in pipe.assets.values():
-            for node_id, node in asset.nodes.items():
+        for _, d in digests:
+            for node_id, (key, stage, state, ups) in d.nodes.items():
                 old = stages.get(node_id)
-                key = node.stage_key
                 if old is None or (key is not None and (old[0] is None or key > old[0])):
-                    stages[node_id] = (node.stage_key, node.stage)
-                upstream.setdefault(node_id, set()).update(node.upstream)
-                if node.attempts:
-                    states.setdefault(node_id, []).append(node.latest()[1].state)
-        for ups in list(upstream.values()):
-            for u in ups:
+                    stages[node_id] = (key, stage)
+                known = upstream.get(node_id)
+                if known is None:
+                    upstream[node_id] = set(ups)
+                elif not ups <= known:
+                    known.update(ups)
+                counts = states.get(node_id)
+                if counts is None:
+                    counts = states[node_id] = [0] * 7
+                counts[state] += 1
+        for node_id in list(upstream):
+            for u in list(upstream[node_id]):
                 upstream.setdefault(u, set())
                 stages.setdefault(u, (None, ""))
         depth = _depths(upstream)
         wf = db.Workflow()
         for node_id in sorted(upstream, key=lambda n: (depth[n], n)):
-            wf.nodes.add(
-                node_id=node_id,
-                stage_id=stages[node_id][1],
-                counts=_counts(states.get(node_id, ())),
-                depth=depth[node_id],
-            )
+            node = wf.nodes.add(node_id=node_id, stage_id=stages[node_id][1], depth=depth[node_id])
+            if node_id in states:
+                _add_counts(node.counts, states[node_id])
         for node_id in sorted(upstream):
             for u in sorted(upstream[node_id]):
                 wf.edges.add(from_node_id=u, to_node_id=node_id)
         return wf
 
-    def _pipeline(self, pipeline_id: str, pipe: _Pipeline, stale: frozenset[AttemptKey]) -> db.Pipeline:
-        state = self._pipeline_state(pipe)
+    def _pipeline(
+        self, pipeline_id: str, pipe: _Pipeline, digests: list[tuple[str, _AssetDigest]],
+        stale_assets: set[str],
+    ) -> tuple[db.Pipeline, _Times]:
+        state = self._pipeline_state(pipe, digests)
         out = db.Pipeline(pipeline_id=pipeline_id, state=state, state_reported=pipe.acc.reported)  # type: ignore[arg-type]
-        start, end, duration, _ = self._pipeline_times(pipe)
+        times = self._span(pipe.acc, [d.times for _, d in digests])
+        start, end, duration, _ = times
         _ts(start, out.start_time)
         if state in _TERMINAL:
             _ts(end, out.end_time)
             _dur(duration, out.duration)
-        for asset_id in sorted(pipe.assets):
-            row = self._asset_summary(pipeline_id, asset_id, pipe.assets[asset_id], stale)
-            out.assets.append(row)
-            _count(out.asset_counts, row.state)
-            for name in _STATE_FIELD.values():
-                total = getattr(out.node_counts, name) + getattr(row.node_counts, name)
-                setattr(out.node_counts, name, total)
-            out.node_counts.total += row.node_counts.total
-        out.workflow.CopyFrom(self._workflow(pipe))
+        out.assets.extend(d.summary for _, d in digests)
+        if stale_assets:
+            for row in out.assets:
+                if row.asset_id in stale_assets:
+                    row.stale = True
+        node_counts = [0] * 7
+        for _, d in digests:
+            _count(out.asset_counts, d.state)
+            for _stage_key, _stage, node_state, _up in d.nodes.values():
+                node_counts[node_state] += 1
+        _add_counts(out.node_counts, node_counts)
+        out.workflow.CopyFrom(self._workflow(digests))
         self._fill_error(pipe.acc, state, out.error)
-        return out
+        return out, times
 
-    def _stage_totals(self) -> list[db.StageTotal]:
-        totals: dict[str, db.StageTotal] = {}
-        for pipe in self.pipelines.values():
-            for asset in pipe.assets.values():
-                for node in asset.nodes.values():
-                    if not node.attempts:
-                        continue
-                    st = totals.get(node.stage)
-                    if st is None:
-                        st = totals[node.stage] = db.StageTotal(stage_id=node.stage)
-                    _count(st.counts, node.latest()[1].state)
-                    for acc in node.attempts.values():
-                        if acc.state not in _TERMINAL:
-                            continue
-                        d = acc.duration()
-                        if d is None:
-                            continue
-                        total = st.total_duration.ToNanoseconds() + d
-                        st.total_duration.FromNanoseconds(total)
-                        if d > st.max_duration.ToNanoseconds():
-                            st.max_duration.FromNanoseconds(d)
-        return [totals[k] for k in sorted(totals)]
+    @staticmethod
+    def _stage_totals(all_digests: Iterable[_AssetDigest]) -> list[db.StageTotal]:
+        totals: dict[str, list[Any]] = {}
+        for d in all_digests:
+            for stage, (counts, total, biggest, timed) in d.stages.items():
+                acc = totals.get(stage)
+                if acc is None:
+                    acc = totals[stage] = [[0] * 7, 0, 0, False]
+                for i, n in enumerate(counts):
+                    acc[0][i] += n
+                acc[1] += total
+                acc[2] = max(acc[2], biggest)
+                acc[3] = acc[3] or timed
+        out = []
+        for stage in sorted(totals):
+            counts, total, biggest, timed = totals[stage]
+            st = db.StageTotal(stage_id=stage)
+            _add_counts(st.counts, counts)
+            if timed:
+                st.total_duration.FromNanoseconds(total)
+                st.max_duration.FromNanoseconds(biggest)
+            out.append(st)
+        return out
 
     def node_details(
         self, selection: Selection, stale: frozenset[AttemptKey] = frozenset()
@@ -612,13 +687,21 @@ class RunFold:
         stale = self.stale_keys(now_ns, stale_after_ns)
         snap = db.DashboardSnapshot(schema_version=SCHEMA_VERSION, revision=self.revision)
         _ts(now_ns, snap.generated_time)
-        snap.run.CopyFrom(self.header())
+        pipeline_times = []
+        all_digests: list[_AssetDigest] = []
         for pid in sorted(self.pipelines):
-            snap.pipelines.append(self._pipeline(pid, self.pipelines[pid], stale))
+            pipe = self.pipelines[pid]
+            digests = self._digests(pid, pipe)
+            all_digests.extend(d for _, d in digests)
+            stale_assets = {k[1] for k in stale if k[0] == pid}
+            row, times = self._pipeline(pid, pipe, digests, stale_assets)
+            snap.pipelines.append(row)
+            pipeline_times.append(times)
+        snap.run.CopyFrom(self.header(pipeline_times))
         snap.selection.pipeline_id, snap.selection.asset_id = sel.pipeline_id, sel.asset_id
         snap.node_details.extend(self.node_details(sel, stale))
         snap.summary.CopyFrom(self.summary(stale))
-        snap.stage_totals.extend(self._stage_totals())
+        snap.stage_totals.extend(self._stage_totals(all_digests))
         return snap
 
 

@@ -101,7 +101,8 @@ async def _runs(request: web.Request) -> web.StreamResponse:
 
 async def _snapshot(request: web.Request) -> web.StreamResponse:
     r = request.app[_RECEIVER]
-    return _json(r.snapshot(request.match_info["run_id"], _selection(request)))
+    text = r.snapshot_json(request.match_info["run_id"], _selection(request))
+    return web.Response(text=text, content_type="application/json")
 
 
 async def _watch(request: web.Request) -> web.StreamResponse:
@@ -117,7 +118,8 @@ async def _watch(request: web.Request) -> web.StreamResponse:
     )
     await resp.prepare(request)
     await resp.write(b"retry: 2000\n\n")
-    it = r.watch(run_id, _selection(request), after).__aiter__()
+    selection = _selection(request)
+    it = r.watch(run_id, selection, after).__aiter__()
     pending: asyncio.Future[Any] | None = None
     try:
         while True:
@@ -129,7 +131,7 @@ async def _watch(request: web.Request) -> web.StreamResponse:
                 continue
             snap = pending.result()
             pending = None
-            data = json_format.MessageToJson(snap, indent=None)
+            data = r.snapshot_json(run_id, selection, snap)
             await resp.write(f"id: {snap.revision}\nevent: snapshot\ndata: {data}\n\n".encode())
     except (ReceiverError, ConnectionResetError):
         return resp

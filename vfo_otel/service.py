@@ -33,6 +33,8 @@ from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from google.protobuf import json_format
+
 from vfo_otel._gen.vfo.dashboard.v1 import dashboard_pb2 as db
 from vfo_otel._gen.vfo.events.v1 import events_pb2 as ev
 from vfo_otel.config import ReceiverConfig
@@ -140,6 +142,7 @@ class Receiver:
         self._pending = 0
         self._watches: dict[str, _RunWatch] = {}
         self._cache: dict[tuple[str, Selection], tuple[int, int, db.DashboardSnapshot]] = {}
+        self._json_cache: dict[tuple[str, Selection], tuple[db.DashboardSnapshot, str]] = {}
         self._stale: dict[str, frozenset[AttemptKey]] = {}
         self._epoch: dict[str, int] = {}  # bumps when a run's stale set changes with no new event
         self._started = False
@@ -333,6 +336,7 @@ class Receiver:
                 self._epoch.pop(run_id, None)
                 for key in [k for k in self._cache if k[0] == run_id]:
                     del self._cache[key]
+                    self._json_cache.pop(key, None)
                 watch = self._watches.get(run_id)
                 if watch is not None:  # its watchers end with NotFound
                     async with watch.cond:
@@ -370,8 +374,30 @@ class Receiver:
         snap = run.snapshot(sel, time.time_ns(), self._stale_after_ns())
         if len(self._cache) > 256:
             self._cache.clear()
+            self._json_cache.clear()
         self._cache[key] = (run.revision, epoch, snap)
         return snap
+
+    def snapshot_json(
+        self, run_id: str, selection: Selection | None = None, snap: db.DashboardSnapshot | None = None
+    ) -> str:
+        """The snapshot as protobuf JSON (the HTTP body), encoded once per revision and selection.
+
+        Args:
+            snap: encode this snapshot of the run (e.g. one a watch yielded) instead of the current one.
+
+        Raises:
+            NotFound: unknown run. Invalid: empty run id.
+        """
+        if snap is None:
+            snap = self.snapshot(run_id, selection)
+        key = (run_id, selection or Selection())
+        cached = self._json_cache.get(key)
+        if cached is not None and cached[0] is snap:
+            return cached[1]
+        text = json_format.MessageToJson(snap, indent=None)
+        self._json_cache[key] = (snap, text)
+        return text
 
     def list_runs(self, page_size: int = 50, page_token: str = "", state: int = 0) -> db.ListRunsResponse:
         """Runs newest first (by start time, then run id), filtered by state, paged.

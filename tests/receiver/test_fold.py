@@ -487,3 +487,20 @@ def test_arbitrary_valid_events_fold_order_insensitively(
         assert a.revision == sum(1 for e in events if e.run_id == run_id)
         for d in _durations(a):
             assert d.ToNanoseconds() >= 0
+
+
+@_PROPERTY
+@given(data=st.data(), events=_event_sets())
+def test_snapshots_built_while_folding_match_a_fresh_fold(
+    data: st.DataObject, events: list[ev.RunEvent]
+) -> None:
+    """The per-asset digests cached between snapshots never leave a stale part behind."""
+    shuffled = _reordered_with_duplicates(data.draw, events)
+    sel = _selections(events)[-1]
+    fold = Fold()
+    for i, e in enumerate(shuffled):
+        run = fold.apply(e)
+        if run is not None and data.draw(st.booleans(), label=f"snapshot after event {i}"):
+            run.snapshot(sel, NOW_NS)  # fills the caches mid-stream
+    for run_id, run in fold.runs.items():
+        assert run.snapshot(sel, NOW_NS) == snapshot_of(events, run_id, sel, NOW_NS)
