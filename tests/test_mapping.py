@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.logs.v1 import logs_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
@@ -380,6 +382,96 @@ def test_events_from_span_merges_entity_and_reports_bad_events() -> None:
     events, errors = mapping.events_from_span(span)
     assert events == [mapping.normalize(event)]
     assert len(errors) == 1 and "unknown state 'nope'" in str(errors[0])
+
+
+def _outcome(decode: Any) -> Any:
+    try:
+        return decode()
+    except (mapping.DecodeError, ValueError) as exc:
+        return (type(exc).__name__, str(exc))
+
+
+_ANY_VALUES = st.one_of(
+    st.text(max_size=8),
+    st.sampled_from(["", "node", "asset", "running", "exploded", "[]", '[{"uri":"/x","sizeBytes":"12"}]']),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.sampled_from([0, 1, 2**32, -1, 2**31]),
+    st.booleans(),
+    st.floats(allow_nan=False),
+    st.lists(st.text(max_size=4), max_size=3),
+)
+_KEYS = st.sampled_from([str(k) for k in Key] + [c.ATTR_PREFIX_EXTRA + "x", "other.key"])
+
+
+def _kv_any(key: str, value: Any) -> common_pb2.KeyValue:
+    if isinstance(value, float):
+        return common_pb2.KeyValue(key=key, value=common_pb2.AnyValue(double_value=value))
+    return _kv(key, value)
+
+
+@PROPERTY
+@given(st.lists(st.tuples(_KEYS, _ANY_VALUES), max_size=4), st.booleans())
+def test_property_fast_decode_agrees_with_the_reference_path(
+    changes: list[tuple[str, Any]], node: bool
+) -> None:
+    """The one-pass decoder gives the reference decoder's result (event or error message) for
+    any attribute set: wrong types, bad values, duplicate keys (last wins), extras."""
+    base = make(
+        SCOPE_NODE if node else SCOPE_RUN,
+        FAILED,
+        exit_code=2,
+        command=Command(command_line="ffmpeg -i a b", argv=["ffmpeg", "-i", "a", "b"]),
+        inputs=[AssetRef(uri="/in/a", size_bytes=3)],
+        error=Error(error_class="Boom", detail="d"),
+        attributes={"k": "v"},
+    )
+    record = _record(_attrs(base))
+    record.attributes.extend(_kv_any(k, v) for k, v in changes)
+    fast = _outcome(lambda: mapping.events_from_log_record(record))
+    reference = _outcome(
+        lambda: mapping.event_from_attributes(mapping.otlp_attributes_to_dict(record.attributes), T0_NS)
+    )
+    assert fast == reference
+
+
+@pytest.mark.parametrize(
+    "refs",
+    [
+        '[{"assetId":"a","uri":"/x","role":"in","sizeBytes":"0","mediaType":"video/mp4"}]',
+        '[{"asset_id":"a","size_bytes":12}]',
+        '[{"sizeBytes":"007"},{}]',
+        '[{"sizeBytes":"18446744073709551616"}]',
+        '[{"sizeBytes":-1}]',
+        '[{"sizeBytes":"1_000"}]',
+        '[{"sizeBytes":1.0}]',
+        '[{"uri":5}]',
+        '[{"uri":null}]',
+        '[{"assetId":"a","asset_id":"b"}]',
+        '[{"unknown":1}]',
+        "{}",
+        "not json",
+    ],
+)
+def test_refs_fast_path_agrees_with_protobuf_json(refs: str) -> None:
+    from google.protobuf import json_format
+
+    def reference() -> Any:
+        try:
+            items = json.loads(refs)
+            if not isinstance(items, list):
+                raise ValueError("not a JSON array")
+            return [json_format.ParseDict(i, AssetRef()) for i in items]
+        except (ValueError, json_format.ParseError) as exc:
+            message = f"attribute 'vfo.inputs' is not a JSON array of AssetRef: {exc}"
+            raise mapping.DecodeError(message) from exc
+
+    assert _outcome(lambda: mapping._refs_from_json("vfo.inputs", refs)) == _outcome(reference)
+
+
+def test_refs_item_that_is_not_an_object_is_a_decode_error() -> None:
+    # protobuf's ParseDict raises TypeError here, which used to escape the decoder
+    with pytest.raises(mapping.DecodeError, match=r"'vfo\.inputs' is not a JSON array of AssetRef: item 1"):
+        mapping._refs_from_json("vfo.inputs", '[{"uri":"/x"}, 1]')
 
 
 # ---------------------------------------------------------------------------

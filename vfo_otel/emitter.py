@@ -30,6 +30,7 @@ from typing import Any
 
 from opentelemetry import trace as trace_api
 from opentelemetry._logs import SeverityNumber
+from opentelemetry.context import Context
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter, LogRecordExportResult
 from opentelemetry.sdk.metrics import MeterProvider
@@ -102,18 +103,27 @@ def build_resource(
     return resource
 
 
-def _check_otlp_range(event: ev.RunEvent) -> None:
+def _check_otlp_range(event: ev.RunEvent, time_ns: int | None = None) -> int:
     """Refuse values OTLP cannot carry (an unencodable value would be dropped, or fail a whole batch).
 
     OTLP timestamps are unsigned 64-bit ns since the epoch and integer attributes are int64.
+
+    Args:
+        event: the event.
+        time_ns: its time (ns since the epoch) when the caller has it already.
+
+    Returns:
+        The event's time, ns since the epoch.
     """
-    time_ns = event.time.ToNanoseconds()
+    if time_ns is None:
+        time_ns = event.time.ToNanoseconds()
     if not 0 < time_ns < 2**64:
         raise ValueError(f"time out of the OTLP range (ns since epoch): {time_ns}")
     if event.sequence >= 2**63:
         raise ValueError(f"sequence {event.sequence} does not fit an OTLP int64 attribute")
     if event.HasField("duration") and not -(2**63) <= event.duration.ToNanoseconds() < 2**63:
         raise ValueError("duration does not fit an OTLP int64 attribute (ns)")
+    return time_ns
 
 
 def _cap_extra_attributes(event: ev.RunEvent) -> None:
@@ -241,11 +251,15 @@ class _CardinalityCap:
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self._seen: dict[str, set[frozenset[tuple[str, str]]]] = {}
+        self._seen: dict[str, set[tuple[tuple[str, str], ...]]] = {}
 
     def labels(self, metric: str, labels: dict[str, str], stats: EmitterStats) -> Mapping[str, Any]:
-        seen = self._seen.setdefault(metric, set())
-        key = frozenset(labels.items())
+        seen = self._seen.get(metric)
+        if seen is None:
+            seen = self._seen[metric] = set()
+        # metric_points builds every label dict in one fixed key order: a tuple is a cheaper key
+        # than a frozenset (this runs for every metric point)
+        key = tuple(labels.items())
         if key in seen:
             return labels
         if len(seen) < self.limit - 1:  # keep one slot for the overflow series
@@ -263,6 +277,8 @@ class _Attempt:
     state: int
     start_ns: int
     stage_id: str = ""
+    #: The context that gives this entity's log records its trace and span id (built once).
+    log_ctx: Context | None = None
 
 
 class Emitter:
@@ -343,6 +359,7 @@ class Emitter:
         self._lock = threading.RLock()
         self._source_id = source_id or uuid.uuid4().hex[:16]
         self._sequence = 0
+        self._random, self._random_pos = b"", 0  # event-id bytes (_new_event_id)
         self._live: dict[tuple[str, ...], _Attempt] = {}
         self._closed = False
         self._in_child = False
@@ -419,6 +436,11 @@ class Emitter:
                     explicit_bucket_boundaries_advisory=list(c.DURATION_BUCKETS_S),
                 )
             self._instruments[spec.name] = inst
+        #: metric name -> the instrument's record (histogram) or add (counters), looked up once
+        self._record: dict[str, Any] = {
+            name: inst.record if hasattr(inst, "record") else inst.add
+            for name, inst in self._instruments.items()
+        }
 
     @property
     def source_id(self) -> str:
@@ -497,6 +519,7 @@ class Emitter:
         self._lock = threading.RLock()
         self._source_id = uuid.uuid4().hex[:16]
         self._sequence = 0
+        self._random, self._random_pos = b"", 0  # never the parent's random bytes
         self._in_child = True
         self._rebuild = bool(self._owned)
         self._live = {}
@@ -515,7 +538,7 @@ class Emitter:
     def _emit(self, source: ev.RunEvent) -> ev.RunEvent:
         event = ev.RunEvent()
         event.CopyFrom(source)
-        mapping.entity_key(event)  # validates the scope
+        key = mapping.entity_key(event)  # validates the scope; nothing below changes an id
         mapping.state_name(event.state)
         if not event.run_id:
             raise ValueError("run_id is required")
@@ -523,36 +546,50 @@ class Emitter:
             if not getattr(event, name):
                 raise ValueError(f"{name} is required for scope {mapping.scope_name(event.scope)}")
         if not event.event_id:
-            event.event_id = uuid.uuid4().hex
-        if not event.HasField("time"):
-            event.time.FromNanoseconds(time.time_ns())
+            event.event_id = self._new_event_id()
+        now_ns = None
+        if not event.HasField("time"):  # = event.time.FromNanoseconds(now_ns), without its range check
+            now_ns = time.time_ns()
+            event.time.seconds, event.time.nanos = divmod(now_ns, 1_000_000_000)
         if not event.source_id:
             self._sequence += 1
             event.source_id = self._source_id
             event.sequence = self._sequence
-        _check_otlp_range(event)
+        time_ns = _check_otlp_range(event, now_ns)
         if len(event.attributes) > MAX_EXTRA_ATTRIBUTES:
             _cap_extra_attributes(event)
-        key = mapping.entity_key(event)
         live = self._live.get(key)
         if live is not None and not event.previous_state and live.state != event.state:
             event.previous_state = live.state  # type: ignore[assignment]
 
-        self._emit_log(event)
+        # The pure mapping's parts without its result dataclasses (mapping.log_record,
+        # span_event and metric_points wrap the same functions). The span event's attributes
+        # are the log record's transition attributes: built once.
+        transition = mapping._transition_attributes(event)
+        log_ctx = self._emit_log(event, key, live, transition, time_ns)
         if not event.heartbeat:  # a heartbeat is no transition: log record only
             if key in self._ended:  # a late or repeated event of an exported span: never a second span
                 self.stats.late_events += 1
             else:
-                self._emit_span(key, live, event)
-        for point in mapping.metric_points(event):
-            labels = self._cap.labels(point.name, point.labels, self.stats)
-            inst = self._instruments[point.name]
-            if hasattr(inst, "record"):
-                inst.record(point.value, labels)
-            else:
-                inst.add(point.value, labels)
-        self.stats.events += 1
+                self._emit_span(key, live, event, transition, time_ns, log_ctx)
+        record, cap, stats = self._record, self._cap, self.stats
+        for name, value, labels in mapping._metric_updates(event):
+            record[name](value, cap.labels(name, labels, stats))
+        stats.events += 1
         return event
+
+    def _new_event_id(self) -> str:
+        """A random UUID (version 4) as 32 hex digits, like ``uuid.uuid4().hex``.
+
+        The random bytes come from ``os.urandom`` 4 KiB at a time rather than one system call
+        per event; a forked child drops the parent's buffer (:meth:`_after_fork`).
+        """
+        pos = self._random_pos
+        if pos >= len(self._random):
+            self._random, pos = os.urandom(4096), 0
+        self._random_pos = pos + 16
+        n = int.from_bytes(self._random[pos : pos + 16], "big")
+        return f"{n & _UUID4_CLEAR | _UUID4_SET:032x}"
 
     def _ensure_heartbeat(self) -> None:
         if self._heartbeat_interval_s is None or self._closed:
@@ -602,30 +639,42 @@ class Emitter:
             self._failed(exc)
         return sent
 
-    def _emit_log(self, event: ev.RunEvent) -> None:
-        rec = mapping.log_record(event)
-        span_ctx = SpanContext(
-            rec.trace_id, rec.span_id, is_remote=False, trace_flags=TraceFlags(TraceFlags.SAMPLED)
-        )
-        ctx = trace_api.set_span_in_context(NonRecordingSpan(span_ctx))
+    def _emit_log(
+        self,
+        event: ev.RunEvent,
+        key: tuple[str, ...],
+        live: _Attempt | None,
+        transition: Mapping[str, mapping.AttrValue],
+        time_ns: int,
+    ) -> Context:
+        """Emit the event's log record (= mapping.log_record); returns the context with its trace/span id."""
+        fields = mapping._log_record_fields(event, transition)
+        severity_number, severity_text, body, event_name, attrs = fields
+        ctx = live.log_ctx if live is not None else None
+        if ctx is None:  # once per live entity (the ids depend on the entity only)
+            trace_id, span_id = mapping.trace_id_for_run(event.run_id), mapping.span_id_for(key)
+            span_ctx = SpanContext(trace_id, span_id, is_remote=False, trace_flags=_SAMPLED)
+            ctx = trace_api.set_span_in_context(NonRecordingSpan(span_ctx))
+            if live is not None:
+                live.log_ctx = ctx
+        severity = _SEVERITY_NUMBERS.get(severity_number)
         self._logger.emit(
-            timestamp=rec.timestamp_ns,
+            timestamp=time_ns,
             observed_timestamp=time.time_ns(),
             context=ctx,
-            severity_number=SeverityNumber(rec.severity_number),
-            severity_text=rec.severity_text,
-            body=rec.body,
-            attributes=rec.attributes,
-            event_name=rec.event_name,
+            severity_number=severity if severity is not None else SeverityNumber(severity_number),
+            severity_text=severity_text,
+            body=body,
+            attributes=attrs,
+            event_name=event_name,
         )
+        return ctx
 
     def _start_span(self, event: ev.RunEvent, start_ns: int) -> trace_api.Span:
         data = mapping.span_start(event)
         parent_ctx = None
         if data.parent_span_id is not None:
-            parent = SpanContext(
-                data.trace_id, data.parent_span_id, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED)
-            )
+            parent = SpanContext(data.trace_id, data.parent_span_id, is_remote=True, trace_flags=_SAMPLED)
             parent_ctx = trace_api.set_span_in_context(NonRecordingSpan(parent))
         token = _NEXT_IDS.set((data.trace_id, data.span_id))
         try:
@@ -639,20 +688,27 @@ class Emitter:
         finally:
             _NEXT_IDS.reset(token)
 
-    def _emit_span(self, key: tuple[str, ...], live: _Attempt | None, event: ev.RunEvent) -> None:
-        now_ns = event.time.ToNanoseconds()
+    def _emit_span(
+        self,
+        key: tuple[str, ...],
+        live: _Attempt | None,
+        event: ev.RunEvent,
+        transition: Mapping[str, mapping.AttrValue],
+        now_ns: int,
+        log_ctx: Context,
+    ) -> None:
         terminal = event.state in c.TERMINAL_STATES
         if live is None or live.span is None:
             start_ns = now_ns
             if terminal and event.HasField("duration"):  # start seen elsewhere: its real start time
                 start_ns = max(now_ns - max(event.duration.ToNanoseconds(), 0), 0)
-            live = _Attempt(self._start_span(event, start_ns), event.state, start_ns)
+            # the span starts with the event's stage id among its attributes (span_start)
+            live = _Attempt(self._start_span(event, start_ns), event.state, start_ns, event.stage_id, log_ctx)
             self._live[key] = live
         span = live.span
         assert span is not None
-        data = mapping.span_event(event)
-        span.add_event(data.name, data.attributes, timestamp=data.timestamp_ns)
-        if event.stage_id:
+        span.add_event(c.SPAN_EVENT_NAME, transition, timestamp=now_ns)  # = mapping.span_event
+        if event.stage_id and event.stage_id != live.stage_id:  # the stage changed: update the span
             span.set_attribute(Key.STAGE_ID, event.stage_id)
             live.stage_id = event.stage_id
         live.state = event.state
@@ -671,6 +727,12 @@ class Emitter:
 
 
 _ENDED_MEMORY = 100_000  # span keys remembered as ended, to refuse a second span of one entity
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+# uuid.UUID(bytes=..., version=4): clear then set the version (4) and variant (RFC 4122) bits
+_UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
+_UUID4_SET = (0x4000 << 64) | (0x8000 << 48)
+#: SeverityNumber members by number, so a log record does not call the Enum constructor.
+_SEVERITY_NUMBERS: dict[int, SeverityNumber] = {s.value: s for s in SeverityNumber}
 
 
 class Terminated(SystemExit):

@@ -32,6 +32,7 @@ Thread contract: not thread-safe; the receiver confines a Fold to its event loop
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -92,6 +93,23 @@ def _key(event: ev.RunEvent, time_ns: int) -> OrderKey:
     return (_rank(event), time_ns, event.event_id)
 
 
+def _pack_refs(refs: Iterable[ev.AssetRef]) -> bytes:
+    """AssetRefs as one bytes object: the wire encoding of ``RunEvent.inputs`` (field 17) holding
+    them, so ``RunEvent.FromString(packed).inputs`` reads them back."""
+    parts = []
+    for ref in refs:
+        data = ref.SerializeToString()
+        head = bytearray(b"\x8a\x01")  # field 17, length-delimited
+        n = len(data)
+        while n >= 0x80:
+            head.append((n & 0x7F) | 0x80)
+            n >>= 7
+        head.append(n)
+        parts.append(bytes(head))
+        parts.append(data)
+    return b"".join(parts)
+
+
 @dataclass(frozen=True)
 class ActiveAttempt:
     """A running or waiting node attempt and the time of its newest event (ns since epoch)."""
@@ -113,8 +131,10 @@ class _Acc:
     """What one entity (run, pipeline, asset or node attempt) keeps: maxima of its events."""
 
     __slots__ = (
+        "_cmd",
+        "_inputs",
+        "_outputs",
         "attrs",
-        "cmd",
         "cmd_key",
         "duration_ns",
         "end_ns",
@@ -122,10 +142,8 @@ class _Acc:
         "exit_code",
         "exit_key",
         "first_ns",
-        "inputs",
         "inputs_key",
         "last_ns",
-        "outputs",
         "outputs_key",
         "running_ns",
         "state",
@@ -144,44 +162,69 @@ class _Acc:
         self.running_ns: int | None = None
         self.last_ns = 0
         self.cmd_key: OrderKey | None = None
-        self.cmd: ev.Command | None = None
+        self._cmd: bytes | None = None  # serialized Command: plain bytes, no reference into the event
         self.exit_key: OrderKey | None = None
         self.inputs_key: OrderKey | None = None
         self.outputs_key: OrderKey | None = None
         self.exit_code: int | None = None
-        self.inputs: tuple[ev.AssetRef, ...] = ()
-        self.outputs: tuple[ev.AssetRef, ...] = ()
+        self._inputs = b""  # AssetRefs, serialized as RunEvent.inputs (see _pack_refs)
+        self._outputs = b""
         self.attrs: dict[str, tuple[OrderKey, str]] | None = None
 
-    def apply(self, event: ev.RunEvent, time_ns: int) -> None:
-        key = _key(event, time_ns)
+    # The fold keeps plain Python values only (str, int, bytes): a protobuf sub-message taken
+    # from an event would keep the whole event (its arena) alive for as long as the run is held.
+    # Messages are built from these when a snapshot is built.
+
+    @property
+    def cmd(self) -> ev.Command | None:
+        """The command of the deciding event that had one (a new message), or None."""
+        return None if self._cmd is None else ev.Command.FromString(self._cmd)
+
+    @property
+    def inputs(self) -> tuple[ev.AssetRef, ...]:
+        return tuple(ev.RunEvent.FromString(self._inputs).inputs) if self._inputs else ()
+
+    @property
+    def outputs(self) -> tuple[ev.AssetRef, ...]:
+        return tuple(ev.RunEvent.FromString(self._outputs).inputs) if self._outputs else ()
+
+    def apply(self, event: ev.RunEvent, time_ns: int, key: OrderKey | None = None) -> None:
+        """Fold one event; ``key`` is ``_key(event, time_ns)`` when the caller has it already."""
+        if key is None:
+            key = _key(event, time_ns)
+        state = event.state
         if self.state_key is None or key > self.state_key:
             self.state_key = key
-            self.state = event.state
+            self.state = state
             self.synthetic = event.synthetic
-            terminal = event.state in _TERMINAL
+            terminal = state in _TERMINAL
             self.end_ns = time_ns if terminal else None
-            has_duration = terminal and event.HasField("duration")
-            self.duration_ns = event.duration.ToNanoseconds() if has_duration else None
-            self.error = (
-                (event.error.error_class, event.error.detail)
-                if event.state == ev.STATE_FAILED and event.HasField("error")
-                else None
-            )
+            if terminal and event.HasField("duration"):
+                d = event.duration
+                self.duration_ns = d.seconds * 1_000_000_000 + d.nanos
+            else:
+                self.duration_ns = None
+            if state == ev.STATE_FAILED and event.HasField("error"):
+                err = event.error
+                self.error = (err.error_class, err.detail)
+            else:
+                self.error = None
         if self.first_ns is None or time_ns < self.first_ns:
             self.first_ns = time_ns
-        if event.state == ev.STATE_RUNNING and (self.running_ns is None or time_ns < self.running_ns):
+        if state == ev.STATE_RUNNING and (self.running_ns is None or time_ns < self.running_ns):
             self.running_ns = time_ns
         if time_ns > self.last_ns:
             self.last_ns = time_ns
         if event.HasField("command") and (self.cmd_key is None or key > self.cmd_key):
-            self.cmd_key, self.cmd = key, event.command
+            self.cmd_key, self._cmd = key, event.command.SerializeToString()
         if event.HasField("exit_code") and (self.exit_key is None or key > self.exit_key):
             self.exit_key, self.exit_code = key, event.exit_code
-        if event.inputs and (self.inputs_key is None or key > self.inputs_key):
-            self.inputs_key, self.inputs = key, tuple(event.inputs)
-        if event.outputs and (self.outputs_key is None or key > self.outputs_key):
-            self.outputs_key, self.outputs = key, tuple(event.outputs)
+        inputs = event.inputs
+        if inputs and (self.inputs_key is None or key > self.inputs_key):
+            self.inputs_key, self._inputs = key, _pack_refs(inputs)
+        outputs = event.outputs
+        if outputs and (self.outputs_key is None or key > self.outputs_key):
+            self.outputs_key, self._outputs = key, _pack_refs(outputs)
         if event.attributes:
             if self.attrs is None:
                 self.attrs = {}
@@ -239,7 +282,20 @@ class _Node:
         self.attempts: dict[int, _Acc] = {}
         self.stage = ""
         self.stage_key: OrderKey | None = None
-        self.upstream: set[str] = set()
+        #: sorted upstream node ids (a tuple: an empty set alone would cost 216 bytes per node)
+        self.upstream: tuple[str, ...] = ()
+
+    def add_upstream(self, ids: Iterable[str]) -> None:
+        current = self.upstream
+        for u in ids:
+            if u not in current:
+                break
+        else:  # the common case: every event of a node repeats the same upstream ids
+            return
+        merged = set(current)
+        merged.update(ids)
+        if len(merged) != len(self.upstream):
+            self.upstream = tuple(sorted(sys.intern(u) for u in merged))
 
     def latest(self) -> tuple[int, _Acc]:
         n = max(self.attempts)
@@ -340,11 +396,14 @@ class RunFold:
     def apply(self, event: ev.RunEvent) -> None:
         """Fold one event (the caller drops duplicates; see :class:`Fold`)."""
         self.revision += 1
-        t = event.time.ToNanoseconds()
+        ts = event.time
+        t = ts.seconds * 1_000_000_000 + ts.nanos
         if event.HasField("origin"):
             okey = (event.scope == ev.SCOPE_RUN, t, event.event_id)
             if self._origin_key is None or okey > self._origin_key:
-                self._origin_key, self.origin = okey, event.origin
+                self._origin_key = okey
+                self.origin = ev.Origin()  # a copy: a sub-message would keep the whole event alive
+                self.origin.CopyFrom(event.origin)
         scope = event.scope
         if scope == ev.SCOPE_RUN:
             self.acc.apply(event, t)
@@ -365,15 +424,17 @@ class RunFold:
         node = asset.nodes.get(event.node_id)
         if node is None:
             node = asset.nodes[event.node_id] = _Node()
-        if event.stage_id:
-            k = _key(event, t)
-            if node.stage_key is None or k > node.stage_key:
-                node.stage_key, node.stage = k, event.stage_id
-        node.upstream.update(event.upstream_node_ids)
+        k = _key(event, t)  # one order key per event, shared by every field it decides
+        stage_id = event.stage_id
+        if stage_id and (node.stage_key is None or k > node.stage_key):
+            node.stage_key, node.stage = k, sys.intern(stage_id)  # a handful of stages per run
+        upstream = event.upstream_node_ids
+        if upstream:
+            node.add_upstream(upstream)
         attempt = node.attempts.get(event.attempt_id)
         if attempt is None:
             attempt = node.attempts[event.attempt_id] = _Acc()
-        attempt.apply(event, t)
+        attempt.apply(event, t, k)
         akey = (event.pipeline_id, event.asset_id, event.node_id, event.attempt_id)
         if attempt.state in _ACTIVE:
             self._active[akey] = attempt

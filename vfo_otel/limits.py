@@ -11,7 +11,7 @@ whose strings are not valid UTF-8 never becomes an event (it is rejected on its 
 
 from __future__ import annotations
 
-import unicodedata
+import re
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -38,12 +38,19 @@ class Limits(BaseModel):
     max_attribute_length: int = Field(4096, ge=64)
 
 
+#: Unicode categories Cc (control: C0, DEL, C1) and Cs (surrogates): never allowed in an id.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+_ID_FIELDS = ("event_id", "run_id", "pipeline_id", "asset_id", "node_id", "stage_id", "source_id")
+
+
 def _check_id(name: str, value: str, limits: Limits) -> None:
     if len(value) > limits.max_id_length:
         raise ValueError(f"{name} is {len(value)} characters, over the limit of {limits.max_id_length}")
-    for ch in value:
-        if unicodedata.category(ch) in ("Cc", "Cs"):
-            raise ValueError(f"{name} contains the control character U+{ord(ch):04X}")
+    if value.isprintable():  # fast path: no Cc/Cs (both are non-printable)
+        return
+    bad = _CONTROL.search(value)
+    if bad is not None:
+        raise ValueError(f"{name} contains the control character U+{ord(bad.group()):04X}")
 
 
 def check_event(event: ev.RunEvent, limits: Limits) -> None:
@@ -54,17 +61,33 @@ def check_event(event: ev.RunEvent, limits: Limits) -> None:
     """
     if event.state == ev.STATE_UNSPECIFIED:
         raise ValueError("state is unspecified")
-    for name in ("event_id", "run_id", "pipeline_id", "asset_id", "node_id", "stage_id", "source_id"):
-        _check_id(name, getattr(event, name), limits)
-    for u in event.upstream_node_ids:
-        _check_id("upstream node id", u, limits)
-    if len(event.error.detail) > limits.max_detail_length:
+    ids = [getattr(event, name) for name in _ID_FIELDS]
+    upstream = event.upstream_node_ids
+    longest = max(map(len, ids))
+    if upstream:
+        longest = max(longest, max(map(len, upstream)))
+    printable = "".join(ids).isprintable() and "".join(upstream).isprintable()
+    if longest > limits.max_id_length or not printable:
+        for name, value in zip(_ID_FIELDS, ids, strict=True):  # the first bad id, in field order
+            _check_id(name, value, limits)
+        for u in upstream:
+            _check_id("upstream node id", u, limits)
+    if event.HasField("error") and len(event.error.detail) > limits.max_detail_length:
         event.attributes["error_detail_original_length"] = str(len(event.error.detail))
         event.error.detail = event.error.detail[: limits.max_detail_length]
+    if event.HasField("command"):
+        _check_command(event, limits)
+    if event.attributes:
+        for k, v in list(event.attributes.items()):
+            if len(v) > limits.max_attribute_length:
+                event.attributes[k] = v[: limits.max_attribute_length]
+
+
+def _check_command(event: ev.RunEvent, limits: Limits) -> None:
     if len(event.command.command_line) > limits.max_command_length:
         event.attributes["command_line_original_length"] = str(len(event.command.command_line))
         event.command.command_line = event.command.command_line[: limits.max_command_length]
-    if sum(len(a) for a in event.command.argv) > limits.max_command_length:
+    if sum(map(len, event.command.argv)) > limits.max_command_length:
         event.attributes["argv_original_count"] = str(len(event.command.argv))
         kept, total = [], 0
         for a in event.command.argv:
@@ -74,6 +97,3 @@ def check_event(event: ev.RunEvent, limits: Limits) -> None:
             total += len(a)
         del event.command.argv[:]
         event.command.argv.extend(kept)
-    for k, v in list(event.attributes.items()):
-        if len(v) > limits.max_attribute_length:
-            event.attributes[k] = v[: limits.max_attribute_length]

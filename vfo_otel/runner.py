@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from google.protobuf.duration_pb2 import Duration
+
 from vfo_otel._gen.vfo.events.v1 import events_pb2 as ev
 from vfo_otel.mapping import clean_text
 
@@ -140,8 +142,6 @@ class _Entity:
     def _duration_fields(self) -> dict[str, Any]:
         if self._start_mono_ns is None:
             return {}
-        from google.protobuf.duration_pb2 import Duration
-
         d = Duration()
         d.FromNanoseconds(time.monotonic_ns() - self._start_mono_ns)
         return {"duration": d}

@@ -11,6 +11,7 @@ Errors are ``sqlite3.Error`` subclasses, raised as :class:`StoreError` with the 
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -33,11 +34,28 @@ CREATE TABLE IF NOT EXISTS runs (
     run_id       TEXT PRIMARY KEY,
     last_time_ns INTEGER NOT NULL
 );
+CREATE TRIGGER IF NOT EXISTS events_last_time AFTER INSERT ON events BEGIN
+    INSERT INTO runs (run_id, last_time_ns) VALUES (NEW.run_id, NEW.time_ns) ON CONFLICT (run_id)
+    DO UPDATE SET last_time_ns = max(last_time_ns, excluded.last_time_ns);
+END;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', '1');
 """
 
 _CHUNK = 500  # stays under SQLite's bound-variable limit
+
+
+_ROWS_PER_INSERT = 2048  # 8,192 bound variables (SQLite allows 32,766 since 3.32; fewer if built lower)
+
+
+@functools.lru_cache(maxsize=64)
+def _multi_insert(rows: int) -> str:
+    """INSERT of ``rows`` events that skips event ids already stored."""
+    values = ",".join(["(?, ?, ?, ?)"] * rows)
+    return (
+        f"INSERT INTO events (event_id, run_id, time_ns, payload) VALUES {values} "
+        "ON CONFLICT (event_id) DO NOTHING"
+    )
 
 
 class StoreError(RuntimeError):
@@ -71,6 +89,8 @@ class EventStore:
             raise StoreError(f"event store {self.path} has schema {schema}; this version reads schema 1")
         self._lock = threading.Lock()
         self._closed = False
+        max_vars = self._db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        self._rows_per_insert = min(_ROWS_PER_INSERT, max_vars // 4)
 
     def append(self, events: Sequence[ev.RunEvent]) -> list[ev.RunEvent]:
         """Store the events not stored before, in one committed transaction.
@@ -89,41 +109,47 @@ class EventStore:
             for e in events:
                 batch.setdefault(e.event_id, e)
             try:
-                ids = list(batch)
-                known: set[str] = set()
-                for i in range(0, len(ids), _CHUNK):
-                    part = ids[i : i + _CHUNK]
-                    marks = ",".join("?" * len(part))
-                    known.update(
-                        r[0]
-                        for r in self._db.execute(
-                            f"SELECT event_id FROM events WHERE event_id IN ({marks})", part
-                        )
-                    )
-                new = [e for i, e in batch.items() if i not in known]
-                if not new:
-                    return []
-                last: dict[str, int] = {}
-                rows = []
-                for e in new:
-                    t = e.time.ToNanoseconds()
-                    rows.append((e.event_id, e.run_id, t, e.SerializeToString()))
-                    if t > last.get(e.run_id, -1):
-                        last[e.run_id] = t
-                self._db.execute("BEGIN")
-                self._db.executemany(
-                    "INSERT INTO events (event_id, run_id, time_ns, payload) VALUES (?, ?, ?, ?)", rows
-                )
-                self._db.executemany(
-                    "INSERT INTO runs (run_id, last_time_ns) VALUES (?, ?) ON CONFLICT (run_id) "
-                    "DO UPDATE SET last_time_ns = max(last_time_ns, excluded.last_time_ns)",
-                    last.items(),
-                )
-                self._db.execute("COMMIT")
-                return new
+                return self._insert(batch)
             except sqlite3.Error as exc:
                 self._rollback()
                 raise StoreError(f"cannot write to event store {self.path}: {exc}") from exc
+
+    def _insert(self, batch: dict[str, ev.RunEvent]) -> list[ev.RunEvent]:
+        """Insert the batch, skipping ids stored before; returns the new events (under the lock).
+
+        One multi-row INSERT per ``_ROWS_PER_INSERT`` events (a 512-record export: one). SQLite
+        releases the GIL for each statement step, and one step per row (``executemany``) would
+        hand the GIL back and forth with the event loop once per event. A batch of one statement
+        needs no explicit transaction (a statement is atomic; the runs table follows by trigger).
+        """
+        params: list[object] = []
+        for event_id, e in batch.items():
+            ts = e.time
+            params += (event_id, e.run_id, ts.seconds * 1_000_000_000 + ts.nanos, e.SerializeToString())
+        db = self._db
+        step = 4 * self._rows_per_insert
+        several = len(params) > step
+        if several:
+            db.execute("BEGIN")
+        inserted = 0
+        for i in range(0, len(params), step):
+            part = params[i : i + step]
+            inserted += db.execute(_multi_insert(len(part) // 4), part).rowcount
+        if several:
+            db.execute("COMMIT")
+        if inserted == len(batch):
+            return list(batch.values())
+        # Some ids were stored before. Sequence numbers only grow, so the new rows are the
+        # `inserted` highest seqs among the batch's ids.
+        ids = list(batch)
+        seqs: list[tuple[int, str]] = []
+        for i in range(0, len(ids), _CHUNK):
+            chunk = ids[i : i + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            seqs.extend(db.execute(f"SELECT seq, event_id FROM events WHERE event_id IN ({marks})", chunk))
+        seqs.sort(reverse=True)
+        new_ids = {event_id for _, event_id in seqs[:inserted]}
+        return [e for event_id, e in batch.items() if event_id in new_ids]
 
     def replay(self, batch_size: int = 5000) -> Iterator[list[ev.RunEvent]]:
         """Every stored event in insertion order, in lists of up to ``batch_size``."""
