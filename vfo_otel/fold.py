@@ -336,11 +336,85 @@ class _AssetDigest:
 
 
 class _Pipeline:
-    __slots__ = ("acc", "assets")
+    __slots__ = ("acc", "agg", "assets")
 
     def __init__(self) -> None:
         self.acc = _Acc()
         self.assets: dict[str, _Asset] = {}
+        self.agg = _PipelineAgg()
+
+
+class _PipelineAgg:
+    """Sums over a pipeline's asset digests, kept up to date by swapping one digest at a time.
+
+    Counts are added and subtracted; stage keys and upstream ids only ever grow (they are
+    maxima and unions over events), so they are only added; a stage's maximum duration is
+    recomputed from the digests when the digest that held it is replaced.
+    """
+
+    __slots__ = ("asset_states", "attempts", "digests", "max_dirty", "node_states", "nodes", "stage_of",
+                 "stages", "upstream")
+
+    def __init__(self) -> None:
+        self.digests: dict[str, _AssetDigest] = {}
+        self.asset_states = [0] * 7
+        self.nodes = [0] * 7
+        self.attempts = [0] * 7
+        self.node_states: dict[str, list[int]] = {}
+        self.stage_of: dict[str, tuple[OrderKey | None, str]] = {}
+        self.upstream: dict[str, set[str]] = {}
+        #: stage -> [counts of latest attempts (7), total duration ns, max duration ns, timed digests]
+        self.stages: dict[str, list[Any]] = {}
+        self.max_dirty: set[str] = set()
+
+    def swap(self, asset_id: str, new: _AssetDigest) -> None:
+        old = self.digests.get(asset_id)
+        if old is new:
+            return
+        if old is not None:
+            self._add(old, -1)
+        self._add(new, 1)
+        self.digests[asset_id] = new
+
+    def _add(self, d: _AssetDigest, sign: int) -> None:
+        self.asset_states[d.state] += sign
+        for i, n in enumerate(d.attempt_counts):
+            self.attempts[i] += sign * n
+        for node_id, (key, stage, state, ups) in d.nodes.items():
+            self.nodes[state] += sign
+            counts = self.node_states.get(node_id)
+            if counts is None:
+                counts = self.node_states[node_id] = [0] * 7
+            counts[state] += sign
+            if sign > 0:
+                old = self.stage_of.get(node_id)
+                if old is None or (key is not None and (old[0] is None or key > old[0])):
+                    self.stage_of[node_id] = (key, stage)
+                known = self.upstream.get(node_id)
+                if known is None:
+                    self.upstream[node_id] = set(ups)
+                elif not ups <= known:
+                    known.update(ups)
+        for stage, (counts, total, biggest, timed) in d.stages.items():
+            agg = self.stages.get(stage)
+            if agg is None:
+                agg = self.stages[stage] = [[0] * 7, 0, 0, 0]
+            for i, n in enumerate(counts):
+                agg[0][i] += sign * n
+            agg[1] += sign * total
+            agg[3] += sign * int(timed)
+            if sign > 0:
+                agg[2] = max(agg[2], biggest)
+            elif biggest and biggest >= agg[2]:
+                self.max_dirty.add(stage)
+
+    def stage_totals(self) -> dict[str, list[Any]]:
+        """stage -> [counts (7), total ns, max ns, timed digests], maxima made exact."""
+        for stage in self.max_dirty:
+            agg = self.stages[stage]
+            agg[2] = max((d.stages[stage][2] for d in self.digests.values() if stage in d.stages), default=0)
+        self.max_dirty.clear()
+        return self.stages
 
 
 def _ts(ns: int | None, out: Timestamp) -> None:
@@ -510,7 +584,13 @@ class RunFold:
         return d
 
     def _digests(self, pipeline_id: str, pipe: _Pipeline) -> list[tuple[str, _AssetDigest]]:
-        return [(aid, self._digest(pipeline_id, aid, pipe.assets[aid])) for aid in sorted(pipe.assets)]
+        """Every asset's digest, sorted by asset id; the pipeline's sums follow the changed ones."""
+        out = []
+        for aid in sorted(pipe.assets):
+            d = self._digest(pipeline_id, aid, pipe.assets[aid])
+            pipe.agg.swap(aid, d)
+            out.append((aid, d))
+        return out
 
     def _pipeline_state(self, pipe: _Pipeline, digests: list[tuple[str, _AssetDigest]]) -> int:
         if pipe.acc.reported:
@@ -591,36 +671,20 @@ class RunFold:
         for pid, pipe in self.pipelines.items():
             digests = self._digests(pid, pipe)
             _count(s.pipelines, self._pipeline_state(pipe, digests))
-            for _, d in digests:
-                _count(s.assets, d.state)
-                for state, n in enumerate(d.attempt_counts):
-                    attempts[state] += n
-                for _stage_key, _stage, state, _up in d.nodes.values():
-                    nodes[state] += 1
+            agg = pipe.agg
+            _add_counts(s.assets, agg.asset_states)
+            for i in range(7):
+                nodes[i] += agg.nodes[i]
+                attempts[i] += agg.attempts[i]
         _add_counts(s.nodes, nodes)
         _add_counts(s.attempts, attempts)
         s.stale_nodes = self._stale_nodes(stale) if stale else 0
         return s
 
     @staticmethod
-    def _workflow(digests: list[tuple[str, _AssetDigest]]) -> db.Workflow:
-        stages: dict[str, tuple[OrderKey | None, str]] = {}
-        upstream: dict[str, set[str]] = {}
-        states: dict[str, list[int]] = {}
-        for _, d in digests:
-            for node_id, (key, stage, state, ups) in d.nodes.items():
-                old = stages.get(node_id)
-                if old is None or (key is not None and (old[0] is None or key > old[0])):
-                    stages[node_id] = (key, stage)
-                known = upstream.get(node_id)
-                if known is None:
-                    upstream[node_id] = set(ups)
-                elif not ups <= known:
-                    known.update(ups)
-                counts = states.get(node_id)
-                if counts is None:
-                    counts = states[node_id] = [0] * 7
-                counts[state] += 1
+    def _workflow(agg: _PipelineAgg) -> db.Workflow:
+        upstream = {n: set(u) for n, u in agg.upstream.items()}
+        stages = dict(agg.stage_of)
         for node_id in list(upstream):
             for u in list(upstream[node_id]):
                 upstream.setdefault(u, set())
@@ -629,8 +693,9 @@ class RunFold:
         wf = db.Workflow()
         for node_id in sorted(upstream, key=lambda n: (depth[n], n)):
             node = wf.nodes.add(node_id=node_id, stage_id=stages[node_id][1], depth=depth[node_id])
-            if node_id in states:
-                _add_counts(node.counts, states[node_id])
+            counts = agg.node_states.get(node_id)
+            if counts is not None:
+                _add_counts(node.counts, counts)
         for node_id in sorted(upstream):
             for u in sorted(upstream[node_id]):
                 wf.edges.add(from_node_id=u, to_node_id=node_id)
@@ -653,32 +718,29 @@ class RunFold:
             for row in out.assets:
                 if row.asset_id in stale_assets:
                     row.stale = True
-        node_counts = [0] * 7
-        for _, d in digests:
-            _count(out.asset_counts, d.state)
-            for _stage_key, _stage, node_state, _up in d.nodes.values():
-                node_counts[node_state] += 1
-        _add_counts(out.node_counts, node_counts)
-        out.workflow.CopyFrom(self._workflow(digests))
+        _add_counts(out.asset_counts, pipe.agg.asset_states)
+        _add_counts(out.node_counts, pipe.agg.nodes)
+        out.workflow.CopyFrom(self._workflow(pipe.agg))
         self._fill_error(pipe.acc, state, out.error)
         return out, times
 
-    @staticmethod
-    def _stage_totals(all_digests: Iterable[_AssetDigest]) -> list[db.StageTotal]:
+    def _stage_totals(self) -> list[db.StageTotal]:
         totals: dict[str, list[Any]] = {}
-        for d in all_digests:
-            for stage, (counts, total, biggest, timed) in d.stages.items():
+        for pipe in self.pipelines.values():
+            for stage, (counts, total, biggest, timed) in pipe.agg.stage_totals().items():
                 acc = totals.get(stage)
                 if acc is None:
-                    acc = totals[stage] = [[0] * 7, 0, 0, False]
+                    acc = totals[stage] = [[0] * 7, 0, 0, 0]
                 for i, n in enumerate(counts):
                     acc[0][i] += n
                 acc[1] += total
                 acc[2] = max(acc[2], biggest)
-                acc[3] = acc[3] or timed
+                acc[3] += timed
         out = []
         for stage in sorted(totals):
             counts, total, biggest, timed = totals[stage]
+            if not any(counts):
+                continue  # every node of the stage moved to another stage
             st = db.StageTotal(stage_id=stage)
             _add_counts(st.counts, counts)
             if timed:
@@ -749,11 +811,9 @@ class RunFold:
         snap = db.DashboardSnapshot(schema_version=SCHEMA_VERSION, revision=self.revision)
         _ts(now_ns, snap.generated_time)
         pipeline_times = []
-        all_digests: list[_AssetDigest] = []
         for pid in sorted(self.pipelines):
             pipe = self.pipelines[pid]
             digests = self._digests(pid, pipe)
-            all_digests.extend(d for _, d in digests)
             stale_assets = {k[1] for k in stale if k[0] == pid}
             row, times = self._pipeline(pid, pipe, digests, stale_assets)
             snap.pipelines.append(row)
@@ -762,7 +822,7 @@ class RunFold:
         snap.selection.pipeline_id, snap.selection.asset_id = sel.pipeline_id, sel.asset_id
         snap.node_details.extend(self.node_details(sel, stale))
         snap.summary.CopyFrom(self.summary(stale))
-        snap.stage_totals.extend(self._stage_totals(all_digests))
+        snap.stage_totals.extend(self._stage_totals())
         return snap
 
 
