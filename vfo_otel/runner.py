@@ -41,7 +41,15 @@ from vfo_otel.mapping import clean_text
 if TYPE_CHECKING:
     from vfo_otel.emitter import Emitter
 
-__all__ = ["AssetHandle", "NodeHandle", "NodeSpec", "PipelineHandle", "RunHandle", "error_class_of"]
+__all__ = [
+    "AssetHandle",
+    "NodeHandle",
+    "NodeSpec",
+    "PipelineHandle",
+    "RunHandle",
+    "asset_ref",
+    "error_class_of",
+]
 
 
 @dataclass(frozen=True)
@@ -86,6 +94,19 @@ def _command(command: str | Sequence[str] | None, action: str | None) -> ev.Comm
         cmd.argv.extend(argv)
         cmd.command_line = shlex.join(argv)
     return cmd
+
+
+def asset_ref(
+    uri: str, *, role: str = "", asset_id: str = "", size_bytes: int | None = None, media_type: str = ""
+) -> ev.AssetRef:
+    """A ``vfo.events.v1.AssetRef``; text goes through :func:`clean_text` (lone surrogates -> U+FFFD)."""
+    return ev.AssetRef(
+        asset_id=clean_text(asset_id),
+        uri=clean_text(uri),
+        role=clean_text(role),
+        size_bytes=size_bytes,
+        media_type=clean_text(media_type),
+    )
 
 
 class _Entity:
@@ -402,15 +423,9 @@ class NodeHandle(_Entity):
         size_bytes: int | None = None,
         media_type: str = "",
     ) -> None:
-        """Record an output asset reference."""
+        """Record an output asset reference (size in bytes, IANA media type when known)."""
         self.outputs.append(
-            ev.AssetRef(
-                asset_id=clean_text(asset_id),
-                uri=clean_text(uri),
-                role=clean_text(role),
-                size_bytes=size_bytes,
-                media_type=clean_text(media_type),
-            )
+            asset_ref(uri, role=role, asset_id=asset_id, size_bytes=size_bytes, media_type=media_type)
         )
 
     def add_input(
@@ -422,15 +437,9 @@ class NodeHandle(_Entity):
         size_bytes: int | None = None,
         media_type: str = "",
     ) -> None:
-        """Record an input asset reference."""
+        """Record an input asset reference (size in bytes, IANA media type when known)."""
         self.inputs.append(
-            ev.AssetRef(
-                asset_id=clean_text(asset_id),
-                uri=clean_text(uri),
-                role=clean_text(role),
-                size_bytes=size_bytes,
-                media_type=clean_text(media_type),
-            )
+            asset_ref(uri, role=role, asset_id=asset_id, size_bytes=size_bytes, media_type=media_type)
         )
 
     def skip(self, reason: str = "") -> None:
