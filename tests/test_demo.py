@@ -71,7 +71,9 @@ def test_demo_prints_the_expected_summary_and_stores_the_expected_snapshot(tmp_p
     assert "error: PipelineFailed: failed pipelines: media" in out
     assert _counts(out) == EXPECTED
     assert "pipeline media: failed, 5 assets (failed: clip-4)" in out
-    assert "pipeline report: complete, 1 assets" in out
+    assert "pipeline report: complete, 1 asset" in out
+    assert "package    skipped (upstream checksum failed)" in out
+    assert "publish    skipped (upstream package not run)" in out
     assert re.search(r"thumbnail\s+attempt 1: failed \(exit 75\)", out)
     assert re.search(r"thumbnail\s+attempt 2: ok", out)
     assert re.search(r"curl http://127\.0\.0\.1:\d+/v1/runs/" + RUN_ID + "/snapshot", out)

@@ -244,7 +244,7 @@ _token_option = click.option(
 def runs(receiver: str, auth_token_file: str | None, state: str | None, limit: int, as_json: bool) -> None:
     """List runs, newest first."""
     from vfo_otel._gen.vfo.events.v1 import events_pb2 as ev
-    from vfo_otel.report import format_run_line
+    from vfo_otel.report import RUN_LINE_HEADER, format_run_line
 
     state_n = ev.State.Value("STATE_" + state.upper()) if state else 0
     with _client(receiver, auth_token_file) as client:
@@ -257,6 +257,8 @@ def runs(receiver: str, auth_token_file: str | None, state: str | None, limit: i
         return
     if not resp.runs:
         click.echo("no runs")
+        return
+    click.echo(RUN_LINE_HEADER)
     for item in resp.runs:
         click.echo(format_run_line(item))
 
@@ -278,6 +280,8 @@ def snapshot(
     """Print the snapshot of RUN_ID: a readable summary, or the JSON."""
     from vfo_otel.report import format_summary
 
+    if asset_id and not pipeline_id:
+        raise click.UsageError("--asset needs --pipeline (asset ids are per pipeline)")
     with _client(receiver, auth_token_file) as client:
         try:
             snap = client.get_snapshot(run_id, pipeline_id, asset_id)
@@ -433,6 +437,7 @@ def demo(
             pace_s=pace,
             log=click.echo,
             keep=keep,
+            keep_serving=keep_serving,
         )
     except (OSError, RuntimeError, TimeoutError) as exc:
         raise click.ClickException(str(exc)) from exc

@@ -164,6 +164,8 @@ def _emit_pipelines(
                             continue  # an upstream node failed: left queued, skipped when the asset ends
                         if _run_node(asset, node_id, cmds[node_id], work, log, pace_s, outputs.get(node_id)):
                             done.add(node_id)
+                for node_id, reason in asset.skipped.items():
+                    log(f"    {node_id:<10} skipped ({reason})")
         with run.pipeline("report", REPORT) as pipe:
             log("  report/daily")
             with pipe.asset("daily") as asset:
@@ -214,6 +216,7 @@ def run_demo(
     log: Callable[[str], None] = print,
     wait_timeout_s: float = 120.0,
     keep: Callable[[DemoResult], None] | None = None,
+    keep_serving: bool = False,
 ) -> DemoResult:
     """Run the demo pipeline and return the final snapshot.
 
@@ -227,6 +230,7 @@ def run_demo(
         pace_s: pause inside each node attempt (seconds), to watch the dashboard live.
         log: progress output.
         keep: called with the result while the embedded receiver still runs (``--keep-serving``).
+        keep_serving: ``keep`` blocks to keep serving (only changes the closing message).
 
     Raises:
         OSError, RuntimeError: the receiver could not start (e.g. port in use).
@@ -269,9 +273,16 @@ def run_demo(
             log(f"snapshot as JSON:   curl {http_url}/v1/runs/{run_id}/snapshot")
             log(f"live stream (SSE):  curl -N {http_url}/v1/runs/{run_id}/snapshot:watch")
             log(f"dashboard:          {http_url}/")
+        log("")
+        log(f"(The run fails on purpose: {BROKEN_ASSET}'s checksum does not match, so its package")
+        log(f" and publish are skipped; {FLAKY_ASSET}'s thumbnail fails once and succeeds on retry.)")
         result = DemoResult(run_id, events, snap, grpc_address, http_url)
         if keep is not None:
             keep(result)
+        if thread is not None and not keep_serving:
+            log("")
+            log(f"The demo's receiver has stopped; the run is kept in {config.store_path}.")
+            log("Serve it again with `vfo-otel serve`, or rerun with `vfo-otel demo --keep-serving`.")
         return result
     finally:
         if thread is not None:

@@ -57,6 +57,7 @@ __all__ = [
 #: Version of the DashboardSnapshot schema this fold produces (docs/snapshot.md).
 SCHEMA_VERSION = 1
 
+_RAN = frozenset({ev.STATE_COMPLETE, ev.STATE_FAILED})
 _TERMINAL = frozenset({ev.STATE_COMPLETE, ev.STATE_FAILED, ev.STATE_SKIPPED})
 _ACTIVE = frozenset({ev.STATE_RUNNING, ev.STATE_WAITING})
 #: (pipeline_id, asset_id, node_id, attempt_id) of a node attempt within a run.
@@ -562,7 +563,7 @@ class RunFold:
             stage[0][state] += 1
             for a in node.attempts.values():
                 d.attempt_counts[a.state] += 1
-                if a.state in _TERMINAL:
+                if a.state in _RAN:  # a skipped attempt never ran: its wait is no stage time
                     dur = a.duration()
                     if dur is not None:
                         stage[1] += dur

@@ -224,6 +224,12 @@ class SnapshotServicer(db_grpc.SnapshotServiceServicer):
             await _abort(context, exc)
 
 
+_BIND_HINT = (
+    " (address in use or not local? Another receiver may be running; choose other ports with"
+    " --grpc-address/--http-address, e.g. 127.0.0.1:0 for any free port)"
+)
+
+
 async def create_server(
     receiver: Receiver, address: str | None = None, credentials: grpc.ServerCredentials | None = None
 ) -> tuple[grpc.aio.Server, int]:
@@ -267,7 +273,7 @@ async def create_server(
     try:
         port = server.add_secure_port(addr, credentials) if credentials else server.add_insecure_port(addr)
     except RuntimeError as exc:
-        raise RuntimeError(f"cannot bind gRPC server to {addr}: {exc}") from exc
+        raise RuntimeError(f"cannot bind gRPC server to {addr}{_BIND_HINT}") from exc
     if port == 0:
-        raise RuntimeError(f"cannot bind gRPC server to {addr}")
+        raise RuntimeError(f"cannot bind gRPC server to {addr}{_BIND_HINT}")
     return server, port

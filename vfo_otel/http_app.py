@@ -254,7 +254,11 @@ async def start_http(
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise OSError(exc.errno, f"cannot bind HTTP server to {addr}: {exc.strerror}") from exc
+        raise OSError(
+            exc.errno,
+            f"cannot bind HTTP server to {addr}: {exc.strerror} (another receiver running? choose another"
+            " port with --http-address, e.g. 127.0.0.1:0)",
+        ) from exc
     runner = web.AppRunner(
         create_http_app(receiver), handle_signals=False, access_log=None, shutdown_timeout=1.0
     )

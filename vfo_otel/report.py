@@ -5,7 +5,14 @@ from __future__ import annotations
 from vfo_otel._gen.vfo.dashboard.v1 import dashboard_pb2 as db
 from vfo_otel._gen.vfo.events.v1 import events_pb2 as ev
 
-__all__ = ["STATE_COLUMNS", "format_run_line", "format_summary", "state_label"]
+__all__ = [
+    "RUN_LINE_HEADER",
+    "STATE_COLUMNS",
+    "format_node_details",
+    "format_run_line",
+    "format_summary",
+    "state_label",
+]
 
 STATE_COLUMNS = ("queued", "running", "waiting", "complete", "failed", "skipped")
 
@@ -24,20 +31,55 @@ def _row(name: str, c: db.StateCounts) -> str:
     return f"  {name:<10}" + "".join(f"{getattr(c, s):>10}" for s in STATE_COLUMNS) + f"{c.total:>10}"
 
 
+#: Column headings of :func:`format_run_line`.
+RUN_LINE_HEADER = f"{'RUN':<36} {'STATE':<9} {'STARTED (UTC)':<20} {'DURATION':>9}  NODES"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def format_node_details(snap: db.DashboardSnapshot) -> list[str]:
+    """Lines for the selected asset's nodes and attempts ([] when nothing is selected)."""
+    if not snap.node_details:
+        return []
+    sel = snap.selection
+    lines = [f"  nodes of {sel.pipeline_id}/{sel.asset_id}:"]
+    for node in snap.node_details:
+        lines.append(f"    {node.node_id} ({node.stage_id}): {state_label(node.state)}")
+        for a in node.attempts:
+            text = f"      attempt {a.attempt_id}: {state_label(a.state)}"
+            if a.HasField("duration"):
+                text += f" in {_seconds(a.duration)}"
+            if a.HasField("exit_code"):
+                text += f", exit {a.exit_code}"
+            if a.error.error_class:
+                text += f", {a.error.error_class}: {a.error.detail}"
+            if a.attributes.get("skip_reason"):
+                text += f" ({a.attributes['skip_reason']})"
+            if a.stale:
+                text += " (stale)"
+            lines.append(text)
+            cmd = a.command.command_line or a.command.action
+            if cmd:
+                lines.append(f"        $ {cmd}")
+    return lines
+
+
 def format_run_line(item: db.RunListItem) -> str:
     """One line per run for ``vfo-otel runs``."""
     h, s = item.run, item.summary
     start = h.start_time.ToDatetime().isoformat(timespec="seconds") if h.HasField("start_time") else "-"
     dur = _seconds(h.duration) if h.HasField("duration") else "-"
     return (
-        f"{h.run_id:<36} {state_label(h.state):<9} {start:<20} {dur:>9}  nodes: "
+        f"{h.run_id:<36} {state_label(h.state):<9} {start:<20} {dur:>9}  "
         f"{s.nodes.complete} complete, {s.nodes.failed} failed, {s.nodes.skipped} skipped, "
         f"{s.nodes.running} running"
     )
 
 
 def format_summary(snap: db.DashboardSnapshot) -> str:
-    """The run summary: header, counts per state, stage totals."""
+    """The run summary: header, counts per state, stage totals, pipelines, selected node details."""
     h = snap.run
     lines = [
         f"run {h.run_id}: {state_label(h.state)} (revision {snap.revision}, schema v{snap.schema_version})"
@@ -65,7 +107,10 @@ def format_summary(snap: db.DashboardSnapshot) -> str:
     for p in snap.pipelines:
         failed = [a.asset_id for a in p.assets if a.state == ev.STATE_FAILED]
         lines.append(
-            f"  pipeline {p.pipeline_id}: {state_label(p.state)}, {len(p.assets)} assets"
+            f"  pipeline {p.pipeline_id}: {state_label(p.state)}, {_plural(len(p.assets), 'asset')}"
             + (f" (failed: {', '.join(failed)})" if failed else "")
         )
+    details = format_node_details(snap)
+    if details:
+        lines += ["", *details]
     return "\n".join(lines)

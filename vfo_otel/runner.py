@@ -96,6 +96,10 @@ def _command(command: str | Sequence[str] | None, action: str | None) -> ev.Comm
     return cmd
 
 
+def _state_word(state: int) -> str:
+    return str(ev.State.Name(state)).removeprefix("STATE_").lower()
+
+
 def asset_ref(
     uri: str, *, role: str = "", asset_id: str = "", size_bytes: int | None = None, media_type: str = ""
 ) -> ev.AssetRef:
@@ -281,6 +285,8 @@ class AssetHandle(_Entity):
         self._inputs = list(inputs)
         self._attempts: dict[str, int] = {}
         self._latest: dict[str, NodeHandle] = {}
+        #: node id -> why it was skipped when the asset ended (nodes queued but never run)
+        self.skipped: dict[str, str] = {}
         self._queued: set[str] = set()
 
     def __enter__(self) -> AssetHandle:
@@ -335,9 +341,19 @@ class AssetHandle(_Entity):
         self._latest[node_id] = handle
         return handle
 
+    def _skip_reason(self, node_id: str) -> str:
+        """Why a queued node never ran: the upstream nodes that did not complete, if any."""
+        blocked = []
+        for up in self.pipeline.workflow[node_id].after:
+            handle = self._latest.get(up)
+            if handle is None or handle.state != ev.STATE_COMPLETE:
+                blocked.append(f"{up} {'not run' if handle is None else _state_word(handle.state)}")
+        return "upstream " + ", ".join(blocked) if blocked else "not run"
+
     def _extra_end_fields(self) -> dict[str, Any]:
         for node_id in sorted(self._queued):  # never started: skipped
             spec = self.pipeline.workflow[node_id]
+            self.skipped[node_id] = self._skip_reason(node_id)
             self._emitter.emit(
                 self._node_event(
                     node_id,
@@ -346,7 +362,7 @@ class AssetHandle(_Entity):
                     ev.STATE_SKIPPED,
                     spec.after,
                     previous_state=ev.STATE_QUEUED,
-                    attributes={"skip_reason": "not run"},
+                    attributes={"skip_reason": self.skipped[node_id]},
                 )
             )
         self._queued.clear()

@@ -176,7 +176,10 @@ class Receiver:
         self._started = True
         if replayed:
             _log.info(
-                "replayed %d events of %d runs from %s", replayed, len(self.fold.runs), self.config.store_path
+                "replayed %d events of %d run(s) from %s",
+                replayed,
+                len(self.fold.runs),
+                self.config.store_path,
             )
         await self.apply_retention()
         if self.config.retention_runs is not None or self.config.retention_days is not None:

@@ -11,11 +11,13 @@ Errors are ``sqlite3.Error`` subclasses, raised as :class:`StoreError` with the 
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import IO
 
 from vfo_otel._gen.vfo.events.v1 import events_pb2 as ev
 
@@ -58,6 +60,26 @@ def _multi_insert(rows: int) -> str:
     )
 
 
+def _exclusive(path: str) -> IO[bytes]:
+    """Hold an exclusive lock on ``<path>.lock`` so two receivers never share one store.
+
+    The OS releases it when the process ends, however it ends (kill -9 included).
+
+    Raises:
+        StoreError: another process holds the store.
+    """
+    lockfile = open(path + ".lock", "ab")
+    try:
+        fcntl.flock(lockfile.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        lockfile.close()
+        raise StoreError(
+            f"event store {path} is in use by another process (lock {path}.lock): "
+            "stop the other receiver or pass another --store"
+        ) from exc
+    return lockfile
+
+
 class StoreError(RuntimeError):
     """The store could not be opened, read or written."""
 
@@ -75,17 +97,21 @@ class EventStore:
 
     def __init__(self, path: str | Path, *, fsync: bool = False) -> None:
         self.path = str(path)
+        self._lockfile: IO[bytes] | None = None
         try:
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+                self._lockfile = _exclusive(self.path)
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
             self._db.executescript(_SCHEMA)
             (schema,) = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
         except sqlite3.Error as exc:
+            self._unlock()
             raise StoreError(f"cannot open event store {self.path}: {exc}") from exc
         if schema != "1":
+            self._unlock()
             raise StoreError(f"event store {self.path} has schema {schema}; this version reads schema 1")
         self._lock = threading.Lock()
         self._closed = False
@@ -217,3 +243,9 @@ class EventStore:
             if not self._closed:
                 self._closed = True
                 self._db.close()
+                self._unlock()
+
+    def _unlock(self) -> None:
+        if self._lockfile is not None:
+            self._lockfile.close()  # closing the descriptor releases the flock
+            self._lockfile = None

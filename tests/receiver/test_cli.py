@@ -127,11 +127,10 @@ def test_runs_and_snapshot(receiver: ReceiverThread) -> None:
     runner = CliRunner()
     result = runner.invoke(main, ["runs", "--receiver", _address(receiver)])
     assert result.exit_code == 0, result.output
-    lines = result.output.splitlines()
+    header, *lines = result.output.splitlines()
+    assert header.split() == ["RUN", "STATE", "STARTED", "(UTC)", "DURATION", "NODES"]
     assert len(lines) == 2 and lines[0].startswith("cli-run") and lines[1].startswith("other-run")
-    assert re.search(
-        r"cli-run\s+failed\s+2026-01-01T00:00:00\s+3\.00s\s+nodes: 1 complete, 1 failed", lines[0]
-    )
+    assert re.search(r"cli-run\s+failed\s+2026-01-01T00:00:00\s+3\.00s\s+1 complete, 1 failed", lines[0])
     result = runner.invoke(main, ["runs", "--receiver", _address(receiver), "--state", "complete", "--json"])
     assert result.exit_code == 0
     listed = json_format.Parse(result.output, db.ListRunsResponse())
@@ -143,7 +142,21 @@ def test_runs_and_snapshot(receiver: ReceiverThread) -> None:
     assert "error: PipelineFailed: media" in result.output
     assert re.search(r"nodes\s+0\s+0\s+0\s+1\s+1\s+0\s+2", result.output)
     assert re.search(r"encode\s+1\s+0\s+1\s+0\s+1\.00s\s+1\.00s", result.output)
-    assert "pipeline media: failed, 1 assets (failed: clip-1)" in result.output
+    assert "pipeline media: failed, 1 asset (failed: clip-1)" in result.output
+    assert "nodes of" not in result.output  # no selection: no node details
+
+    result = runner.invoke(
+        main,
+        ["snapshot", "cli-run", "--receiver", _address(receiver), "--pipeline", "media", "--asset", "clip-1"],
+    )
+    assert result.exit_code == 0, result.output
+    assert "  nodes of media/clip-1:" in result.output
+    assert "    encode (encode): failed" in result.output
+    assert "      attempt 1: failed in 1.00s, exit 3, ExitCode: exited with status 3" in result.output
+    result = runner.invoke(
+        main, ["snapshot", "cli-run", "--receiver", _address(receiver), "--asset", "clip-1"]
+    )
+    assert result.exit_code == 2 and "--asset needs --pipeline" in result.output
 
     result = runner.invoke(
         main,

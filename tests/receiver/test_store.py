@@ -172,3 +172,24 @@ async def test_watchers_of_a_run_removed_by_retention_end_with_not_found() -> No
             receiver.snapshot("old")
     finally:
         await receiver.stop()
+
+
+def test_a_second_process_cannot_open_a_store_in_use(tmp_path) -> None:
+    """Two receivers on one SQLite file would both write it: the second is refused clearly."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "shared.sqlite3"
+    store = EventStore(path)
+    try:
+        code = (
+            "import sys\nfrom vfo_otel.store import EventStore, StoreError\n"
+            f"try:\n    EventStore({str(path)!r})\nexcept StoreError as exc:\n    print(exc); sys.exit(3)\n"
+        )
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 3, proc.stderr
+        assert "is in use by another process" in proc.stdout and "--store" in proc.stdout
+    finally:
+        store.close()
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr  # released on close
