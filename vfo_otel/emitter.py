@@ -279,6 +279,10 @@ class _Attempt:
     stage_id: str = ""
     #: The context that gives this entity's log records its trace and span id (built once).
     log_ctx: Context | None = None
+    #: What its events map to alike at its latest stage id (mapping._entity_parts; built once per stage).
+    parts: mapping._EntityParts | None = None
+    #: The context its children's spans start in (this entity's span as their remote parent; built once).
+    child_ctx: Context | None = None
 
 
 class Emitter:
@@ -359,7 +363,7 @@ class Emitter:
         self._lock = threading.RLock()
         self._source_id = source_id or uuid.uuid4().hex[:16]
         self._sequence = 0
-        self._random, self._random_pos = b"", 0  # event-id bytes (_new_event_id)
+        self._random, self._random_pos = "", 0  # event ids to hand out, as hex (_new_event_id)
         self._live: dict[tuple[str, ...], _Attempt] = {}
         self._closed = False
         self._in_child = False
@@ -462,12 +466,25 @@ class Emitter:
             The completed event as emitted (an empty RunEvent if it could not be emitted).
             Never raises: failures are counted in :attr:`stats`.
         """
+        return self._emit_guarded(event, False)
+
+    def _emit_owned(self, event: ev.RunEvent) -> ev.RunEvent:
+        """:meth:`emit` for an event built for this call alone, which the caller never reads or
+        reuses afterwards (the runner's handles): it is completed in place, not copied first.
+
+        When ``emit`` is overridden (a subclass or an instance attribute), the event goes through
+        the override, as the handles' events always have."""
+        if type(self).emit is not Emitter.emit or "emit" in self.__dict__:
+            return self.emit(event)
+        return self._emit_guarded(event, True)
+
+    def _emit_guarded(self, event: ev.RunEvent, owned: bool) -> ev.RunEvent:
         try:
             with self._lock:
                 if self._rebuild:  # first use in a forked child: fresh exporters and channels
                     self._rebuild = False
                     self._setup_providers()
-                done = self._emit(event)
+                done = self._emit(event, owned)
             if self._in_child and done.state in c.TERMINAL_STATES:
                 self.force_flush(self._child_flush_timeout_ms)
             return done
@@ -519,7 +536,7 @@ class Emitter:
         self._lock = threading.RLock()
         self._source_id = uuid.uuid4().hex[:16]
         self._sequence = 0
-        self._random, self._random_pos = b"", 0  # never the parent's random bytes
+        self._random, self._random_pos = "", 0  # never the parent's random ids
         self._in_child = True
         self._rebuild = bool(self._owned)
         self._live = {}
@@ -535,9 +552,13 @@ class Emitter:
                 exc_info=exc,
             )
 
-    def _emit(self, source: ev.RunEvent) -> ev.RunEvent:
-        event = ev.RunEvent()
-        event.CopyFrom(source)
+    def _emit(self, source: ev.RunEvent, owned: bool = False) -> ev.RunEvent:
+        """Complete and emit one event; ``owned``: ``source`` is the caller's to give away (no copy)."""
+        if owned:
+            event = source
+        else:  # the caller's message is not modified
+            event = ev.RunEvent()
+            event.CopyFrom(source)
         key = mapping.entity_key(event)  # validates the scope; nothing below changes an id
         mapping.state_name(event.state)
         if not event.run_id:
@@ -561,19 +582,26 @@ class Emitter:
         live = self._live.get(key)
         if live is not None and not event.previous_state and live.state != event.state:
             event.previous_state = live.state  # type: ignore[assignment]
+        # What the entity's events map to alike (entity attributes, body prefix, metric base
+        # labels): kept per live entity while its stage id stays the same.
+        parts = live.parts if live is not None else None
+        if parts is None or parts.stage_id != event.stage_id:
+            parts = mapping._entity_parts(event)
+            if live is not None:
+                live.parts = parts
 
         # The pure mapping's parts without its result dataclasses (mapping.log_record,
         # span_event and metric_points wrap the same functions). The span event's attributes
         # are the log record's transition attributes: built once.
         transition = mapping._transition_attributes(event)
-        log_ctx = self._emit_log(event, key, live, transition, time_ns)
+        log_ctx = self._emit_log(event, key, live, transition, time_ns, parts)
         if not event.heartbeat:  # a heartbeat is no transition: log record only
             if key in self._ended:  # a late or repeated event of an exported span: never a second span
                 self.stats.late_events += 1
             else:
-                self._emit_span(key, live, event, transition, time_ns, log_ctx)
+                self._emit_span(key, live, event, transition, time_ns, log_ctx, parts)
         record, cap, stats = self._record, self._cap, self.stats
-        for name, value, labels in mapping._metric_updates(event):
+        for name, value, labels in mapping._metric_updates(event, parts):
             record[name](value, cap.labels(name, labels, stats))
         stats.events += 1
         return event
@@ -581,15 +609,15 @@ class Emitter:
     def _new_event_id(self) -> str:
         """A random UUID (version 4) as 32 hex digits, like ``uuid.uuid4().hex``.
 
-        The random bytes come from ``os.urandom`` 4 KiB at a time rather than one system call
-        per event; a forked child drops the parent's buffer (:meth:`_after_fork`).
+        The random bytes come from ``os.urandom`` 4 KiB (256 ids) at a time rather than one
+        system call per event, and are turned into hex a block at a time (:func:`_uuid4_hex_block`);
+        a forked child drops the parent's block (:meth:`_after_fork`).
         """
         pos = self._random_pos
         if pos >= len(self._random):
-            self._random, pos = os.urandom(4096), 0
-        self._random_pos = pos + 16
-        n = int.from_bytes(self._random[pos : pos + 16], "big")
-        return f"{n & _UUID4_CLEAR | _UUID4_SET:032x}"
+            self._random, pos = _uuid4_hex_block(), 0
+        self._random_pos = pos + 32
+        return self._random[pos : pos + 32]
 
     def _ensure_heartbeat(self) -> None:
         if self._heartbeat_interval_s is None or self._closed:
@@ -631,7 +659,8 @@ class Emitter:
                             stage_id=live.stage_id,
                             attempt_id=int(attempt),
                             heartbeat=True,
-                        )
+                        ),
+                        owned=True,
                     )
                     sent += 1
                 self.stats.heartbeats += sent
@@ -646,9 +675,10 @@ class Emitter:
         live: _Attempt | None,
         transition: Mapping[str, mapping.AttrValue],
         time_ns: int,
+        parts: mapping._EntityParts,
     ) -> Context:
         """Emit the event's log record (= mapping.log_record); returns the context with its trace/span id."""
-        fields = mapping._log_record_fields(event, transition)
+        fields = mapping._log_record_fields(event, transition, parts)
         severity_number, severity_text, body, event_name, attrs = fields
         ctx = live.log_ctx if live is not None else None
         if ctx is None:  # once per live entity (the ids depend on the entity only)
@@ -670,12 +700,20 @@ class Emitter:
         )
         return ctx
 
-    def _start_span(self, event: ev.RunEvent, start_ns: int) -> trace_api.Span:
-        data = mapping.span_start(event)
+    def _start_span(
+        self, event: ev.RunEvent, start_ns: int, key: tuple[str, ...], parts: mapping._EntityParts
+    ) -> trace_api.Span:
+        data = mapping._span_start(event, key, parts.attributes)  # = mapping.span_start(event)
         parent_ctx = None
         if data.parent_span_id is not None:
-            parent = SpanContext(data.trace_id, data.parent_span_id, is_remote=True, trace_flags=_SAMPLED)
-            parent_ctx = trace_api.set_span_in_context(NonRecordingSpan(parent))
+            parent_key = mapping.parent_key(key)
+            parent_live = self._live.get(parent_key) if parent_key is not None else None
+            parent_ctx = parent_live.child_ctx if parent_live is not None else None
+            if parent_ctx is None:  # once per live parent (its ids depend on the entity only)
+                parent = SpanContext(data.trace_id, data.parent_span_id, is_remote=True, trace_flags=_SAMPLED)
+                parent_ctx = trace_api.set_span_in_context(NonRecordingSpan(parent))
+                if parent_live is not None:
+                    parent_live.child_ctx = parent_ctx
         token = _NEXT_IDS.set((data.trace_id, data.span_id))
         try:
             return self._tracer.start_span(
@@ -696,6 +734,7 @@ class Emitter:
         transition: Mapping[str, mapping.AttrValue],
         now_ns: int,
         log_ctx: Context,
+        parts: mapping._EntityParts,
     ) -> None:
         terminal = event.state in c.TERMINAL_STATES
         if live is None or live.span is None:
@@ -703,7 +742,8 @@ class Emitter:
             if terminal and event.HasField("duration"):  # start seen elsewhere: its real start time
                 start_ns = max(now_ns - max(event.duration.ToNanoseconds(), 0), 0)
             # the span starts with the event's stage id among its attributes (span_start)
-            live = _Attempt(self._start_span(event, start_ns), event.state, start_ns, event.stage_id, log_ctx)
+            started = self._start_span(event, start_ns, key, parts)
+            live = _Attempt(started, event.state, start_ns, event.stage_id, log_ctx, parts)
             self._live[key] = live
         span = live.span
         assert span is not None
@@ -728,9 +768,20 @@ class Emitter:
 
 _ENDED_MEMORY = 100_000  # span keys remembered as ended, to refuse a second span of one entity
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
-# uuid.UUID(bytes=..., version=4): clear then set the version (4) and variant (RFC 4122) bits
-_UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
-_UUID4_SET = (0x4000 << 64) | (0x8000 << 48)
+# uuid.UUID(bytes=..., version=4) sets the version (4: the high nibble of byte 6) and the
+# variant (RFC 4122: the top two bits of byte 8 are 10) of 16 random bytes: as byte tables
+_UUID4_VERSION = bytes((b & 0x0F) | 0x40 for b in range(256))
+_UUID4_VARIANT = bytes((b & 0x3F) | 0x80 for b in range(256))
+
+
+def _uuid4_hex_block(n: int = 256) -> str:
+    """``n`` random UUIDv4s as one string of ``n`` x 32 hex digits (each = ``uuid.uuid4().hex``)."""
+    raw = bytearray(os.urandom(16 * n))
+    raw[6::16] = raw[6::16].translate(_UUID4_VERSION)
+    raw[8::16] = raw[8::16].translate(_UUID4_VARIANT)
+    return raw.hex()
+
+
 #: SeverityNumber members by number, so a log record does not call the Enum constructor.
 _SEVERITY_NUMBERS: dict[int, SeverityNumber] = {s.value: s for s in SeverityNumber}
 

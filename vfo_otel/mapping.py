@@ -21,7 +21,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from google.protobuf import json_format
 from opentelemetry.proto.common.v1 import common_pb2
@@ -375,10 +375,14 @@ def span_start(event: ev.RunEvent) -> SpanStartData:
     Raises:
         ValueError: unspecified scope.
     """
-    key = entity_key(event)
+    return _span_start(event, entity_key(event), _entity_attributes(event))
+
+
+def _span_start(event: ev.RunEvent, key: tuple[str, ...], entity: Mapping[str, AttrValue]) -> SpanStartData:
+    """:func:`span_start` with the event's entity key and entity attributes (copied, not kept)."""
     scope = scope_name(event.scope)
     name = c.SPAN_NAMES[scope].format(pipeline_id=event.pipeline_id, node_id=event.node_id)
-    attrs = _entity_attributes(event)
+    attrs = dict(entity)
     attrs[Key.CICD_PIPELINE_RUN_ID] = event.run_id
     if event.scope >= ev.SCOPE_PIPELINE:
         attrs[Key.CICD_PIPELINE_NAME] = event.pipeline_id
@@ -424,18 +428,23 @@ def span_end(event: ev.RunEvent) -> SpanStatusData:
     return SpanStatusData(True, "", attrs)
 
 
-def _body(event: ev.RunEvent) -> str:
+def _body_prefix(event: ev.RunEvent) -> str:
+    """The entity part of the log body (``node n1 attempt 1 for a1 in p``); the same for all its events."""
     scope = event.scope  # only the text of the event's own scope is built
     if scope == _SCOPE_NODE:
-        what = f"node {event.node_id} attempt {event.attempt_id} for {event.asset_id} in {event.pipeline_id}"
-    elif scope == _SCOPE_ASSET:
-        what = f"asset {event.asset_id} in {event.pipeline_id}"
-    elif scope == _SCOPE_PIPELINE:
-        what = f"pipeline {event.pipeline_id}"
-    elif scope == ev.SCOPE_RUN:
-        what = f"run {event.run_id}"
-    else:
-        raise ValueError(f"unknown or unspecified scope {scope}")
+        return f"node {event.node_id} attempt {event.attempt_id} for {event.asset_id} in {event.pipeline_id}"
+    if scope == _SCOPE_ASSET:
+        return f"asset {event.asset_id} in {event.pipeline_id}"
+    if scope == _SCOPE_PIPELINE:
+        return f"pipeline {event.pipeline_id}"
+    if scope == ev.SCOPE_RUN:
+        return f"run {event.run_id}"
+    raise ValueError(f"unknown or unspecified scope {scope}")
+
+
+def _body(event: ev.RunEvent, prefix: str | None = None) -> str:
+    """The log body; ``prefix`` is :func:`_body_prefix` of the event when the caller has it."""
+    what = _body_prefix(event) if prefix is None else prefix
     text = f"{what} {state_name(event.state)}"
     if event.state == ev.STATE_FAILED and event.error.error_class:
         text += f": {event.error.error_class}"
@@ -468,17 +477,56 @@ def log_record(event: ev.RunEvent, *, transition: Mapping[str, AttrValue] | None
 
 
 def _log_record_fields(
-    event: ev.RunEvent, transition: Mapping[str, AttrValue]
+    event: ev.RunEvent, transition: Mapping[str, AttrValue], parts: _EntityParts | None = None
 ) -> tuple[int, str, str, str, dict[str, AttrValue]]:
     """:func:`log_record`'s severity number and text, body, event name and attributes.
 
-    The emitter's per-event path calls this directly (it has the time and the ids already).
+    The emitter's per-event path calls this directly (it has the time and the ids already,
+    and its live entity's :func:`_entity_parts` as ``parts``).
     """
     severity_number, severity_text = _SEVERITY.get(event.state, (9, "INFO"))
-    attrs = _entity_attributes(event)
-    attrs.update(transition)
+    if parts is None:
+        attrs = _entity_attributes(event)
+        attrs.update(transition)
+        body = _body(event)
+    else:  # the same dict as above: entity attributes first, then the transition's
+        attrs = {**parts.attributes, **transition}
+        body = _body(event, parts.body_prefix)
     event_name = c.HEARTBEAT_EVENT_NAME if event.heartbeat else _LOG_EVENT_NAMES[event.scope]
-    return severity_number, severity_text, _body(event), event_name, attrs
+    return severity_number, severity_text, body, event_name, attrs
+
+
+class _EntityParts(NamedTuple):
+    """What every event of one entity at one stage id maps to alike (the emitter keeps it per live
+    entity): the entity's log attributes, the body prefix and the metric base labels.
+
+    Everything here depends on the entity key's ids, the scope and the stage id only.
+    """
+
+    stage_id: str
+    attributes: dict[str, AttrValue]  # _entity_attributes (never modified: copied per event)
+    body_prefix: str  # _body_prefix
+    metric_base: dict[str, str]  # scope, pipeline id, stage id: every metric's labels start so
+    active_labels: dict[str, str]  # vfo.nodes.active: pipeline id, stage id
+
+
+def _metric_labels(event: ev.RunEvent) -> tuple[dict[str, str], dict[str, str]]:
+    """The base labels of every metric of the event, and the labels of ``vfo.nodes.active``."""
+    scope, pipeline_id, stage_id = event.scope, event.pipeline_id, event.stage_id
+    base: dict[str, str] = {_K_SCOPE: scope_name(scope)}
+    if scope >= _SCOPE_PIPELINE:
+        base[_K_PIPELINE] = pipeline_id
+    active: dict[str, str] = {_K_PIPELINE: pipeline_id}
+    if stage_id:
+        base[_K_STAGE] = stage_id
+        active[_K_STAGE] = stage_id
+    return base, active
+
+
+def _entity_parts(event: ev.RunEvent) -> _EntityParts:
+    """The :class:`_EntityParts` of the event's entity at the event's stage id."""
+    base, active = _metric_labels(event)
+    return _EntityParts(event.stage_id, _entity_attributes(event), _body_prefix(event), base, active)
 
 
 _LOG_EVENT_NAMES = {scope: c.LOG_EVENT_NAMES[name] for scope, name in c.SCOPE_NAMES.items()}
@@ -494,23 +542,23 @@ def metric_points(event: ev.RunEvent) -> list[MetricPoint]:
     return [MetricPoint(name, value, labels) for name, value, labels in _metric_updates(event)]
 
 
-def _metric_updates(event: ev.RunEvent) -> list[tuple[str, float, dict[str, str]]]:
-    """:func:`metric_points` as (name, value, labels) tuples: the emitter's per-event path.
+def _metric_updates(
+    event: ev.RunEvent, parts: _EntityParts | None = None
+) -> list[tuple[str, float, dict[str, str]]]:
+    """:func:`metric_points` as (name, value, labels) tuples: the emitter's per-event path
+    (``parts``: the live entity's :func:`_entity_parts`, when the caller has them).
 
     Every metric's label dict is built in one fixed key order (the emitter's cardinality cap
-    relies on it).
+    relies on it). No label dict returned is ``parts``' own: each is a new dict.
     """
     if event.heartbeat:
         return []
     scope, state_num = event.scope, event.state
-    scope_text = scope_name(scope)
     state = _STATE_NAMES.get(state_num) or state_name(state_num)
-    base: dict[str, str] = {_K_SCOPE: scope_text}
-    pipeline_id, stage_id = event.pipeline_id, event.stage_id
-    if scope >= _SCOPE_PIPELINE:
-        base[_K_PIPELINE] = pipeline_id
-    if stage_id:
-        base[_K_STAGE] = stage_id
+    if parts is None:
+        base, active_base = _metric_labels(event)
+    else:
+        base, active_base = parts.metric_base, parts.active_labels
     points: list[tuple[str, float, dict[str, str]]] = [("vfo.transitions", 1, {**base, _K_STATE: state})]
     if state_num in _TERMINAL and event.HasField("duration"):
         seconds = max(event.duration.ToNanoseconds(), 0) / 1e9
@@ -521,10 +569,8 @@ def _metric_updates(event: ev.RunEvent) -> list[tuple[str, float, dict[str, str]
     if scope == _SCOPE_NODE:
         previous = event.previous_state
         if state_num != previous and (state_num == _STATE_RUNNING or previous == _STATE_RUNNING):
-            active: dict[str, str] = {_K_PIPELINE: pipeline_id}
-            if stage_id:
-                active[_K_STAGE] = stage_id
-            points.append(("vfo.nodes.active", 1 if state_num == _STATE_RUNNING else -1, active))
+            delta = 1 if state_num == _STATE_RUNNING else -1
+            points.append(("vfo.nodes.active", delta, dict(active_base)))
     return points
 
 

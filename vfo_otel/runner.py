@@ -24,6 +24,7 @@ Handles are not thread-safe individually: use one handle per thread.
 
 from __future__ import annotations
 
+import re
 import shlex
 import signal
 import subprocess
@@ -83,6 +84,22 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def _clean_ids(ids: dict[str, Any]) -> dict[str, Any]:
+    """``clean_text`` over the str values of an id dict (its keys are RunEvent field names)."""
+    return {k: clean_text(v) if isinstance(v, str) else v for k, v in ids.items()}
+
+
+#: shlex.quote leaves an argument as it is when it is not empty and this finds nothing in it.
+_SHELL_UNSAFE = re.compile(r"[^\w@%+=:,./-]", re.ASCII).search
+
+
+def _shell_join(argv: list[str]) -> str:
+    """``shlex.join(argv)``; when no argument needs quoting, one search instead of one per argument."""
+    if all(argv) and _SHELL_UNSAFE("".join(argv)) is None:
+        return " ".join(argv)
+    return shlex.join(argv)
+
+
 def _command(command: str | Sequence[str] | None, action: str | None) -> ev.Command | None:
     if command is None and not action:
         return None
@@ -92,7 +109,7 @@ def _command(command: str | Sequence[str] | None, action: str | None) -> ev.Comm
     elif command is not None:
         argv = [clean_text(str(a)) for a in command]
         cmd.argv.extend(argv)
-        cmd.command_line = shlex.join(argv)
+        cmd.command_line = _shell_join(argv)
     return cmd
 
 
@@ -113,6 +130,10 @@ def asset_ref(
     )
 
 
+_REPEATED = frozenset(("inputs", "outputs", "upstream_node_ids"))
+_MESSAGES = frozenset(("error", "duration"))
+
+
 class _Entity:
     """Shared lifecycle of run, pipeline, asset and node-attempt handles."""
 
@@ -127,7 +148,8 @@ class _Entity:
         attributes: Mapping[str, str] | None = None,
     ) -> None:
         self._emitter = emitter
-        self._ids = _clean(ids)
+        self._ids = _clean_ids(ids)
+        #: built once when the command is set; copied into each event that carries it
         self._command = command
         self._attributes = _clean(dict(attributes or {}))
         self._start_mono_ns: int | None = None
@@ -137,15 +159,18 @@ class _Entity:
 
     def event(self, state: int, **fields: Any) -> ev.RunEvent:
         """Build (not emit) an event of this entity in ``state`` with extra RunEvent fields."""
-        msg = ev.RunEvent(scope=self.scope, state=state, **self._ids)  # type: ignore[arg-type]
-        if self._command is not None:
-            msg.command.CopyFrom(self._command)
-        for k, v in self._attributes.items():
-            msg.attributes[k] = v
+        msg = ev.RunEvent(
+            scope=self.scope,  # type: ignore[arg-type]
+            state=state,  # type: ignore[arg-type]
+            command=self._command,  # None: not set
+            attributes=self._attributes,
+            **self._ids,
+        )
         for name, value in fields.items():
-            if name in ("inputs", "outputs", "upstream_node_ids"):
-                getattr(msg, name).extend(value)
-            elif name in ("error", "duration"):
+            if name in _REPEATED:
+                if value:
+                    getattr(msg, name).extend(value)
+            elif name in _MESSAGES:
                 getattr(msg, name).CopyFrom(value)
             elif value is not None:
                 setattr(msg, name, _clean(value))
@@ -158,7 +183,7 @@ class _Entity:
         except Exception as exc:  # a handle never raises into the runner either
             self._emitter._failed(exc)
             return ev.RunEvent()
-        return self._emitter.emit(event)
+        return self._emitter._emit_owned(event)  # built for this call alone: emitted without a copy
 
     def fail(self, error_class: str, detail: str = "") -> None:
         """End this entity ``failed`` with this error class and detail when it exits (no exception needed)."""
@@ -293,7 +318,7 @@ class AssetHandle(_Entity):
         super().__enter__()
         for node_id, spec in self.pipeline.workflow.items():
             self._queued.add(node_id)
-            self._emitter.emit(self._node_event(node_id, spec.stage, 1, ev.STATE_QUEUED, spec.after))
+            self._emitter._emit_owned(self._node_event(node_id, spec.stage, 1, ev.STATE_QUEUED, spec.after))
         return self
 
     def _node_event(
@@ -354,7 +379,7 @@ class AssetHandle(_Entity):
         for node_id in sorted(self._queued):  # never started: skipped
             spec = self.pipeline.workflow[node_id]
             self.skipped[node_id] = self._skip_reason(node_id)
-            self._emitter.emit(
+            self._emitter._emit_owned(
                 self._node_event(
                     node_id,
                     spec.stage,
