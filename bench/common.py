@@ -172,19 +172,7 @@ def emit_run(
                     for attempt in range(2 if flaky else 1):
                         with asset.node(node_id) as node:
                             out = f"/data/out/{asset_id}/{node_id}.mp4"
-                            node.set_command(
-                                [
-                                    "ffmpeg",
-                                    "-hide_banner",
-                                    "-i",
-                                    f"/data/in/{asset_id}.mov",
-                                    "-c:v",
-                                    "libx264",
-                                    "-crf",
-                                    "23",
-                                    out,
-                                ]
-                            )
+                            node.set_command(ffmpeg_argv(asset_id, node_id))
                             failed = (flaky and attempt == 0) or doomed
                             node.set_exit_code(1 if failed else 0)
                             if not failed:
@@ -534,3 +522,18 @@ def wait_grpc_ready(target: str, timeout_s: float = 10.0) -> None:
 
     with grpc.insecure_channel(target) as ch:
         grpc.channel_ready_future(ch).result(timeout_s)
+
+
+def ffmpeg_argv(asset_id: str, node_id: str) -> list[str]:
+    """The realistic command line every benchmark node attempt records."""
+    return [
+        "ffmpeg",
+        "-hide_banner",
+        "-i",
+        f"/data/in/{asset_id}.mov",
+        "-c:v",
+        "libx264",
+        "-crf",
+        "23",
+        f"/data/out/{asset_id}/{node_id}.mp4",
+    ]

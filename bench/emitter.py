@@ -75,20 +75,6 @@ def _providers() -> tuple[TracerProvider, LoggerProvider, MeterProvider]:
     return tp, lp, mp
 
 
-def _argv(asset_id: str, node_id: str) -> list[str]:
-    return [
-        "ffmpeg",
-        "-hide_banner",
-        "-i",
-        f"/data/in/{asset_id}.mov",
-        "-c:v",
-        "libx264",
-        "-crf",
-        "23",
-        f"/data/out/{asset_id}/{node_id}.mp4",
-    ]
-
-
 # -- the vfo side ----------------------------------------------------------------------
 
 
@@ -105,7 +91,7 @@ def vfo_runner_workload(emitter: Any, run_id: str, n_assets: int, n_nodes: int =
         with pipeline.asset(asset_id) as asset:
             for node_id in wf:
                 with asset.node(node_id) as node:
-                    node.set_command(_argv(asset_id, node_id))
+                    node.set_command(common.ffmpeg_argv(asset_id, node_id))
                     node.set_exit_code(0)
                     node.add_output(f"/data/out/{asset_id}/{node_id}.mp4", role="proxy", size_bytes=52428800)
     n = emitter.stats.events - before2
@@ -140,7 +126,7 @@ def _vfo_events(run_id: str, n_assets: int) -> list[list[Any]]:
             )
         for node_id, spec in wf.items():
             nid = {"node_id": node_id, "stage_id": spec.stage, "attempt_id": 1, **ids}
-            argv = _argv(asset_id, node_id)
+            argv = common.ffmpeg_argv(asset_id, node_id)
             cmd = ev.Command(argv=argv, command_line=" ".join(argv))
             evs.append(
                 ev.RunEvent(
@@ -275,7 +261,7 @@ class BareRunner:
             span, nent = spans[node_id]
             nlabels = {"vfo.scope": "node", "vfo.pipeline.id": "media", "vfo.stage.id": spec.stage}
             start = time.monotonic_ns()
-            argv = _argv(asset_id, node_id)
+            argv = common.ffmpeg_argv(asset_id, node_id)
             cmd = {"process.command_line": " ".join(argv), "process.command_args": argv}
             upstream = {"vfo.node.upstream": list(spec.after)} if spec.after else {}
             nbody = f"node {node_id} attempt 1 for {asset_id} in media"

@@ -444,13 +444,6 @@ def _add_counts(out: db.StateCounts, by_state: list[int]) -> None:
             out.total += n
 
 
-def _counts(states: Iterable[int]) -> db.StateCounts:
-    out = db.StateCounts()
-    for s in states:
-        _count(out, s)
-    return out
-
-
 class RunFold:
     """The folded state of one run. Build snapshots with :meth:`snapshot`.
 

@@ -38,6 +38,7 @@ from vfo_otel._gen.vfo.dashboard.v1 import dashboard_pb2_grpc as db_grpc
 from vfo_otel.errors import Invalid, Overloaded, ReceiverError, Unauthenticated, grpc_code
 from vfo_otel.fold import Selection
 from vfo_otel.ingest import Decoded, RequestError, parse_logs, parse_traces
+from vfo_otel.limits import Limits
 from vfo_otel.service import Receiver
 from vfo_otel.store import StoreError
 
@@ -116,26 +117,48 @@ class _RawOtlp:
     def __init__(self, otlp: _Otlp) -> None:
         self._otlp = otlp
 
+    async def _export(
+        self,
+        request: bytes,
+        context: grpc.aio.ServicerContext[Any, Any],
+        signal: str,
+        parse: Callable[[bytes, Limits], Decoded],
+        response: Any,
+        rejected_field: str,
+    ) -> Any:
+        """Ingest one request; answer with OTLP partial_success when records were rejected."""
+        limits = self._otlp.receiver.config.limits
+        decoded = await self._otlp.export(context, lambda: parse(request, limits), signal)
+        resp = response()
+        if decoded is not None and decoded.rejected:
+            setattr(resp.partial_success, rejected_field, decoded.rejected)
+            resp.partial_success.error_message = decoded.message()
+        return resp
+
     async def export_logs(
         self, request: bytes, context: grpc.aio.ServicerContext[Any, Any]
     ) -> logs_service_pb2.ExportLogsServiceResponse:
-        limits = self._otlp.receiver.config.limits
-        decoded = await self._otlp.export(context, lambda: parse_logs(request, limits), "logs")
-        resp = logs_service_pb2.ExportLogsServiceResponse()
-        if decoded is not None and decoded.rejected:
-            resp.partial_success.rejected_log_records = decoded.rejected
-            resp.partial_success.error_message = decoded.message()
+        resp: logs_service_pb2.ExportLogsServiceResponse = await self._export(
+            request,
+            context,
+            "logs",
+            parse_logs,
+            logs_service_pb2.ExportLogsServiceResponse,
+            "rejected_log_records",
+        )
         return resp
 
     async def export_traces(
         self, request: bytes, context: grpc.aio.ServicerContext[Any, Any]
     ) -> trace_service_pb2.ExportTraceServiceResponse:
-        limits = self._otlp.receiver.config.limits
-        decoded = await self._otlp.export(context, lambda: parse_traces(request, limits), "traces")
-        resp = trace_service_pb2.ExportTraceServiceResponse()
-        if decoded is not None and decoded.rejected:
-            resp.partial_success.rejected_spans = decoded.rejected
-            resp.partial_success.error_message = decoded.message()
+        resp: trace_service_pb2.ExportTraceServiceResponse = await self._export(
+            request,
+            context,
+            "traces",
+            parse_traces,
+            trace_service_pb2.ExportTraceServiceResponse,
+            "rejected_spans",
+        )
         return resp
 
     def handlers(self) -> list[grpc.GenericRpcHandler]:

@@ -21,8 +21,9 @@ their batch-mates are kept. A request whose framing itself is broken is refused 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from google.protobuf.message import DecodeError as ProtoDecodeError
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
@@ -56,6 +57,7 @@ class Decoded:
     errors: list[str] = field(default_factory=list)
 
     def reject(self, where: str, exc: Exception) -> None:
+        """Count one rejected record; keep the first few messages (``where: reason``)."""
         self.rejected += 1
         if len(self.errors) < 5:
             self.errors.append(f"{where}: {exc}")
@@ -198,9 +200,9 @@ def _bad_record(what: str, exc: Exception) -> ValueError:
     return ValueError(f"{what} is not a valid protobuf message ({text})")
 
 
-def _split(data: bytes, kind: str, record_type: type[logs_pb2.LogRecord] | type[trace_pb2.Span]) -> Iterator[
-    tuple[resource_pb2.Resource, list[tuple[int, object]]]
-]:
+def _split(
+    data: bytes, kind: str, record_type: type[logs_pb2.LogRecord] | type[trace_pb2.Span]
+) -> Iterator[tuple[resource_pb2.Resource, list[tuple[int, object]]]]:
     """Walk a request that failed to parse as a whole: per resource, its records, each parsed alone.
 
     Yields (resource, [(index, record or the exception that refused it)]). Indexes count
@@ -224,26 +226,47 @@ def _split(data: bytes, kind: str, record_type: type[logs_pb2.LogRecord] | type[
         yield resource, records
 
 
+def _parse(
+    data: bytes,
+    limits: Limits,
+    request_type: type[logs_service_pb2.ExportLogsServiceRequest]
+    | type[trace_service_pb2.ExportTraceServiceRequest],
+    decode_request: Callable[[Any, Limits], Decoded],
+    kind: str,
+    record_type: type[logs_pb2.LogRecord] | type[trace_pb2.Span],
+    decode_record: Callable[[Decoded, int, Any, ev.Origin, Limits], None],
+) -> Decoded:
+    """Parse a whole request; when protobuf refuses it, split it and reject only the bad records."""
+    try:
+        return decode_request(request_type.FromString(data), limits)
+    except ProtoDecodeError:
+        pass
+    out = Decoded()
+    for resource, records in _split(data, kind, record_type):
+        origin = _origin(resource)
+        for i, record in records:
+            if isinstance(record, Exception):
+                out.reject(f"{kind} {i}", record)
+            else:
+                decode_record(out, i, record, origin, limits)
+    return out
+
+
 def parse_logs(data: bytes, limits: Limits) -> Decoded:
     """Decode a serialized ``ExportLogsServiceRequest``, rejecting only records that do not parse.
 
     Raises:
         RequestError: the request's framing is broken (nothing could be read).
     """
-    try:
-        return decode_logs(logs_service_pb2.ExportLogsServiceRequest.FromString(data), limits)
-    except ProtoDecodeError:
-        pass
-    out = Decoded()
-    for resource, records in _split(data, "log record", logs_pb2.LogRecord):
-        origin = _origin(resource)
-        for i, record in records:
-            if isinstance(record, Exception):
-                out.reject(f"log record {i}", record)
-                continue
-            assert isinstance(record, logs_pb2.LogRecord)
-            _decode_log_record(out, i, record, origin, limits)
-    return out
+    return _parse(
+        data,
+        limits,
+        logs_service_pb2.ExportLogsServiceRequest,
+        decode_logs,
+        "log record",
+        logs_pb2.LogRecord,
+        _decode_log_record,
+    )
 
 
 def parse_traces(data: bytes, limits: Limits) -> Decoded:
@@ -252,17 +275,12 @@ def parse_traces(data: bytes, limits: Limits) -> Decoded:
     Raises:
         RequestError: the request's framing is broken (nothing could be read).
     """
-    try:
-        return decode_traces(trace_service_pb2.ExportTraceServiceRequest.FromString(data), limits)
-    except ProtoDecodeError:
-        pass
-    out = Decoded()
-    for resource, spans in _split(data, "span", trace_pb2.Span):
-        origin = _origin(resource)
-        for i, span in spans:
-            if isinstance(span, Exception):
-                out.reject(f"span {i}", span)
-                continue
-            assert isinstance(span, trace_pb2.Span)
-            _decode_span(out, span, origin, limits)
-    return out
+    return _parse(
+        data,
+        limits,
+        trace_service_pb2.ExportTraceServiceRequest,
+        decode_traces,
+        "span",
+        trace_pb2.Span,
+        lambda out, _i, span, origin, lim: _decode_span(out, span, origin, lim),
+    )

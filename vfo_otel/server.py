@@ -38,9 +38,11 @@ class TlsFiles:
         self.cert_file, self.key_file = cert_file, key_file
 
     def grpc_credentials(self) -> grpc.ServerCredentials:
+        """TLS credentials for the gRPC server (no client certificates)."""
         return grpc.ssl_server_credentials([(self.key, self.cert)])
 
     def ssl_context(self) -> ssl.SSLContext:
+        """A server ``ssl.SSLContext`` for the HTTP server."""
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.load_cert_chain(self.cert_file, self.key_file)
         return ctx
@@ -115,10 +117,12 @@ class ReceiverThread:
 
     @property
     def grpc_port(self) -> int:
+        """The bound gRPC port (0 before start)."""
         return self.server.grpc_port
 
     @property
     def http_port(self) -> int:
+        """The bound HTTP port (0 before start, or when HTTP is disabled)."""
         return self.server.http_port
 
     def call(self, coro: Any, timeout_s: float = 30.0) -> Any:
@@ -126,6 +130,11 @@ class ReceiverThread:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout_s)
 
     def start(self, timeout_s: float = 60.0) -> ReceiverThread:
+        """Start the loop thread and both servers; blocks until they listen (seconds to wait).
+
+        Raises:
+            Whatever start-up raised (StoreError, RuntimeError, OSError); nothing is left running.
+        """
         self._thread.start()
         self._started = True
         try:
@@ -136,6 +145,7 @@ class ReceiverThread:
         return self
 
     def stop(self, timeout_s: float = 30.0) -> None:
+        """Stop both servers and the loop thread (idempotent; waits up to ``timeout_s`` seconds)."""
         if not self._started:
             return
         self._started = False

@@ -158,6 +158,7 @@ class CountingLogExporter(OTLPLogExporter):
         self.failed: list[str] = []
 
     def export(self, batch: Any) -> Any:
+        """Export through the OTLP log exporter and record which event ids were acknowledged."""
         ids = [str(r.log_record.attributes.get(Key.EVENT_ID, "")) for r in batch]
         result = super().export(batch)
         with self._ids_lock:
