@@ -65,7 +65,7 @@ def test_demo_prints_the_expected_summary_and_stores_the_expected_snapshot(tmp_p
     assert proc.returncode == 0, f"stdout:\n{out}\nstderr:\n{proc.stderr}"
 
     # -- the printed summary ------------------------------------------------------------
-    header = re.search(rf"^run {RUN_ID}: (\w+) \(revision (\d+), schema v1\)", out, re.MULTILINE)
+    header = re.search(rf"^run {RUN_ID}: (\w+) \(revision (\d+), schema v2\)", out, re.MULTILINE)
     assert header, out
     assert header.group(1) == "failed"
     assert "error: PipelineFailed: failed pipelines: media" in out

@@ -272,19 +272,47 @@ def runs(receiver: str, auth_token_file: str | None, state: str | None, limit: i
 )
 @click.option("--asset", "asset_id", default="", help="Select an asset for node details.")
 @click.option(
+    "--asset-page-size",
+    type=click.IntRange(0, 1000),
+    default=0,
+    show_default=True,
+    help="Rows per page of each pipeline's asset list (0: the receiver's default, 100).",
+)
+@click.option(
+    "--asset-page-token",
+    default="",
+    help="Start a pipeline's asset list at this page (a token from Pipeline.assetPage in --json output).",
+)
+@click.option(
     "--json", "as_json", is_flag=True, help="Print the DashboardSnapshot as JSON (protobuf JSON mapping)."
 )
 def snapshot(
-    run_id: str, receiver: str, auth_token_file: str | None, pipeline_id: str, asset_id: str, as_json: bool
+    run_id: str,
+    receiver: str,
+    auth_token_file: str | None,
+    pipeline_id: str,
+    asset_id: str,
+    asset_page_size: int,
+    asset_page_token: str,
+    as_json: bool,
 ) -> None:
-    """Print the snapshot of RUN_ID: a readable summary, or the JSON."""
+    """Print the snapshot of RUN_ID: a readable summary, or the JSON.
+
+    Counts cover the whole run; the asset lists (JSON) hold one page per pipeline.
+    """
     from vfo_otel.report import format_summary
 
     if asset_id and not pipeline_id:
         raise click.UsageError("--asset needs --pipeline (asset ids are per pipeline)")
     with _client(receiver, auth_token_file) as client:
         try:
-            snap = client.get_snapshot(run_id, pipeline_id, asset_id)
+            snap = client.get_snapshot(
+                run_id,
+                pipeline_id,
+                asset_id,
+                asset_page_size=asset_page_size,
+                asset_page_token=asset_page_token,
+            )
         except grpc.RpcError as exc:
             raise _rpc_error(exc, receiver) from exc
     click.echo(json_format.MessageToJson(snap) if as_json else format_summary(snap))

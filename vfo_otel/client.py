@@ -44,10 +44,28 @@ class SnapshotClient:
         return self._stub.ListRuns(req, timeout=timeout_s, metadata=self._metadata)  # type: ignore[no-any-return]
 
     def get_snapshot(
-        self, run_id: str, pipeline_id: str = "", asset_id: str = "", timeout_s: float = 10.0
+        self,
+        run_id: str,
+        pipeline_id: str = "",
+        asset_id: str = "",
+        timeout_s: float = 10.0,
+        *,
+        asset_page_size: int = 0,
+        asset_page_token: str = "",
     ) -> db.DashboardSnapshot:
-        """The current snapshot of a run (grpc.RpcError NOT_FOUND for an unknown run)."""
-        req = db.GetSnapshotRequest(run_id=run_id, pipeline_id=pipeline_id, asset_id=asset_id)
+        """The current snapshot of a run, with one page of each pipeline's assets.
+
+        ``asset_page_size`` (0: the receiver's default, 100) and ``asset_page_token`` (from a
+        ``Pipeline.asset_page`` of an earlier snapshot) choose the page. Raises grpc.RpcError:
+        NOT_FOUND for an unknown run, INVALID_ARGUMENT for a bad page size or token.
+        """
+        req = db.GetSnapshotRequest(
+            run_id=run_id,
+            pipeline_id=pipeline_id,
+            asset_id=asset_id,
+            asset_page_size=asset_page_size,
+            asset_page_token=asset_page_token,
+        )
         resp = self._stub.GetSnapshot(req, timeout=timeout_s, metadata=self._metadata)
         return resp.snapshot  # type: ignore[no-any-return]
 
@@ -58,10 +76,21 @@ class SnapshotClient:
         pipeline_id: str = "",
         asset_id: str = "",
         timeout_s: float | None = None,
+        *,
+        asset_page_size: int = 0,
+        asset_page_token: str = "",
     ) -> Iterator[db.DashboardSnapshot]:
-        """Stream snapshots at each new revision (cancel by closing the iterator or on timeout)."""
+        """Stream snapshots at each new revision (cancel by closing the iterator or on timeout).
+
+        The page arguments are those of :meth:`get_snapshot`.
+        """
         req = db.WatchSnapshotRequest(
-            run_id=run_id, after_revision=after_revision, pipeline_id=pipeline_id, asset_id=asset_id
+            run_id=run_id,
+            after_revision=after_revision,
+            pipeline_id=pipeline_id,
+            asset_id=asset_id,
+            asset_page_size=asset_page_size,
+            asset_page_token=asset_page_token,
         )
         for resp in self._stub.WatchSnapshot(req, timeout=timeout_s, metadata=self._metadata):
             yield resp.snapshot

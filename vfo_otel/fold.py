@@ -26,12 +26,19 @@ threads. The rules, also in docs/fold.md:
 6. **Staleness** is the one rule that reads ``now_ns``: an attempt whose state is
    ``running`` or ``waiting`` and whose newest event time (heartbeats included) is more
    than ``stale_after_ns`` before ``now_ns`` is ``stale`` (a flag; its state is unchanged).
+7. **Paged asset lists.** A snapshot carries one page of each pipeline's assets (ordered
+   by ``asset_id``; :class:`Selection` says which page and how long), plus the selected
+   asset's row, so its size is bounded by the page and the selection, not by the run.
+   Counts, summaries and stage totals always cover every asset.
 
 Thread contract: not thread-safe; the receiver confines a Fold to its event loop.
 """
 
 from __future__ import annotations
 
+import base64
+import bisect
+import json
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -44,18 +51,27 @@ from vfo_otel._gen.vfo.dashboard.v1 import dashboard_pb2 as db
 from vfo_otel._gen.vfo.events.v1 import events_pb2 as ev
 
 __all__ = [
+    "DEFAULT_ASSET_PAGE_SIZE",
+    "MAX_ASSET_PAGE_SIZE",
     "SCHEMA_VERSION",
     "ActiveAttempt",
     "AttemptKey",
     "Fold",
     "RunFold",
     "Selection",
+    "asset_page_token",
     "derive_state",
+    "parse_asset_page_token",
     "snapshot_of",
 ]
 
 #: Version of the DashboardSnapshot schema this fold produces (docs/snapshot.md).
-SCHEMA_VERSION = 1
+#: 2: pipelines carry one page of their asset list (``Pipeline.asset_page``).
+SCHEMA_VERSION = 2
+#: Rows per page of a pipeline's asset list when the request names no size.
+DEFAULT_ASSET_PAGE_SIZE = 100
+#: Largest asset page a request may ask for.
+MAX_ASSET_PAGE_SIZE = 1000
 
 _RAN = frozenset({ev.STATE_COMPLETE, ev.STATE_FAILED})
 _TERMINAL = frozenset({ev.STATE_COMPLETE, ev.STATE_FAILED, ev.STATE_SKIPPED})
@@ -120,12 +136,73 @@ class ActiveAttempt:
     last_ns: int
 
 
+def asset_page_token(pipeline_id: str, after_asset_id: str) -> str:
+    """The opaque ``asset_page_token`` of the page of ``pipeline_id``'s assets that starts
+    after ``after_asset_id`` ("" = the first page): base64url of a JSON pair."""
+    raw = json.dumps([pipeline_id, after_asset_id], ensure_ascii=False, separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def parse_asset_page_token(token: str) -> tuple[str, str]:
+    """``(pipeline_id, after_asset_id)`` of a token made by :func:`asset_page_token`.
+
+    Raises:
+        ValueError: the token was not made by :func:`asset_page_token`.
+    """
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        value = json.loads(raw.decode())
+    except (ValueError, UnicodeDecodeError):
+        value = None
+    if (
+        not isinstance(value, list)
+        or len(value) != 2
+        or not all(isinstance(v, str) for v in value)
+        or not value[0]
+    ):
+        raise ValueError(f"malformed asset_page_token {token!r}: pass a token from Pipeline.asset_page")
+    return value[0], value[1]
+
+
 @dataclass(frozen=True)
 class Selection:
-    """Which pipeline/asset's node details a snapshot includes ("" = none)."""
+    """What a snapshot includes beyond the run's totals (hashable: a cache key).
+
+    Attributes:
+        pipeline_id, asset_id: the asset whose node details are included, and whose
+            summary row is always in its pipeline's ``assets`` ("" = none).
+        asset_page_size: rows per page of each pipeline's asset list; 0 means
+            :data:`DEFAULT_ASSET_PAGE_SIZE`.
+        asset_page_token: from a ``Pipeline.asset_page`` ("" = every pipeline's first
+            page): the named pipeline's list starts there.
+
+    Raises:
+        ValueError: ``asset_page_size`` over :data:`MAX_ASSET_PAGE_SIZE` or negative, or a
+            malformed ``asset_page_token`` (on construction).
+    """
 
     pipeline_id: str = ""
     asset_id: str = ""
+    asset_page_size: int = 0
+    asset_page_token: str = ""
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.asset_page_size <= MAX_ASSET_PAGE_SIZE:
+            raise ValueError(
+                f"asset_page_size must be between 0 (default {DEFAULT_ASSET_PAGE_SIZE}) and"
+                f" {MAX_ASSET_PAGE_SIZE}, got {self.asset_page_size}"
+            )
+        if self.asset_page_token:
+            parse_asset_page_token(self.asset_page_token)
+
+    def page(self, pipeline_id: str) -> tuple[int, str]:
+        """``(rows per page, start after this asset id)`` of ``pipeline_id``'s asset list."""
+        size = self.asset_page_size or DEFAULT_ASSET_PAGE_SIZE
+        if self.asset_page_token:
+            pid, after = parse_asset_page_token(self.asset_page_token)
+            if pid == pipeline_id:
+                return size, after
+        return size, ""
 
 
 class _Acc:
@@ -697,7 +774,7 @@ class RunFold:
 
     def _pipeline(
         self, pipeline_id: str, pipe: _Pipeline, digests: list[tuple[str, _AssetDigest]],
-        stale_assets: set[str],
+        stale_assets: set[str], sel: Selection,
     ) -> tuple[db.Pipeline, _Times]:
         state = self._pipeline_state(pipe, digests)
         out = db.Pipeline(pipeline_id=pipeline_id, state=state, state_reported=pipe.acc.reported)  # type: ignore[arg-type]
@@ -707,7 +784,21 @@ class RunFold:
         if state in _TERMINAL:
             _ts(end, out.end_time)
             _dur(duration, out.duration)
-        out.assets.extend(d.summary for _, d in digests)
+        size, after = sel.page(pipeline_id)
+        start = bisect.bisect_right(digests, after, key=lambda t: t[0]) if after else 0
+        page = digests[start : start + size]
+        out.assets.extend(d.summary for _, d in page)
+        ap = out.asset_page
+        ap.offset, ap.size = start, len(page)
+        if start + size < len(digests):
+            ap.next_page_token = asset_page_token(pipeline_id, page[-1][0])
+        if start > 0:
+            prev = start - size
+            ap.previous_page_token = asset_page_token(pipeline_id, digests[prev - 1][0] if prev > 0 else "")
+        if sel.pipeline_id == pipeline_id and sel.asset_id in pipe.assets:
+            i = bisect.bisect_left(digests, sel.asset_id, key=lambda t: t[0])
+            if not start <= i < start + len(page):
+                out.assets.append(digests[i][1].summary)
         if stale_assets:
             for row in out.assets:
                 if row.asset_id in stale_assets:
@@ -790,8 +881,8 @@ class RunFold:
         """Build the DashboardSnapshot of this run.
 
         Args:
-            selection: pipeline/asset whose node details to include. When None or empty
-                and the run has exactly one pipeline with one asset, nothing is selected.
+            selection: pipeline/asset whose node details to include, and which page of
+                each pipeline's asset list (rule 7); None: nothing selected, first pages.
             now_ns: ``generated_time`` (ns since epoch) and the "now" of staleness; the
                 only input not from events.
             stale_after_ns: flag running/waiting attempts with no event for longer than
@@ -809,7 +900,7 @@ class RunFold:
             pipe = self.pipelines[pid]
             digests = self._digests(pid, pipe)
             stale_assets = {k[1] for k in stale if k[0] == pid}
-            row, times = self._pipeline(pid, pipe, digests, stale_assets)
+            row, times = self._pipeline(pid, pipe, digests, stale_assets, sel)
             snap.pipelines.append(row)
             pipeline_times.append(times)
         snap.run.CopyFrom(self.header(pipeline_times))

@@ -39,7 +39,7 @@ from vfo_otel.errors import Invalid, Overloaded, ReceiverError, Unauthenticated,
 from vfo_otel.fold import Selection
 from vfo_otel.ingest import Decoded, RequestError, parse_logs, parse_traces
 from vfo_otel.limits import Limits
-from vfo_otel.service import Receiver
+from vfo_otel.service import Receiver, make_selection
 from vfo_otel.store import StoreError
 
 __all__ = ["create_server"]
@@ -231,7 +231,7 @@ class SnapshotServicer(db_grpc.SnapshotServiceServicer):
     ) -> db.GetSnapshotResponse:
         snap = await self._call(
             context,
-            lambda: self._receiver.snapshot(request.run_id, Selection(request.pipeline_id, request.asset_id)),
+            lambda: self._receiver.snapshot(request.run_id, _selection(request)),
         )
         return db.GetSnapshotResponse(snapshot=snap)
 
@@ -240,11 +240,17 @@ class SnapshotServicer(db_grpc.SnapshotServiceServicer):
     ) -> AsyncIterator[db.WatchSnapshotResponse]:
         try:
             self._auth.check(context)
-            selection = Selection(request.pipeline_id, request.asset_id)
+            selection = _selection(request)
             async for snap in self._receiver.watch(request.run_id, selection, request.after_revision):
                 yield db.WatchSnapshotResponse(snapshot=snap)
         except ReceiverError as exc:
             await _abort(context, exc)
+
+
+def _selection(request: db.GetSnapshotRequest | db.WatchSnapshotRequest) -> Selection:
+    return make_selection(
+        request.pipeline_id, request.asset_id, request.asset_page_size, request.asset_page_token
+    )
 
 
 _BIND_HINT = (

@@ -4,8 +4,9 @@ Routes (the google.api.http transcoding of ``vfo.dashboard.v1.SnapshotService``;
 are the protobuf JSON mapping of the very same messages the gRPC API returns):
 
 * ``GET /v1/runs?page_size=&page_token=&state=`` -> ``ListRunsResponse``
-* ``GET /v1/runs/{run_id}/snapshot?pipeline_id=&asset_id=`` -> ``DashboardSnapshot``
-* ``GET /v1/runs/{run_id}/snapshot:watch?pipeline_id=&asset_id=&after_revision=`` ->
+* ``GET /v1/runs/{run_id}/snapshot?pipeline_id=&asset_id=&asset_page_size=&asset_page_token=``
+  -> ``DashboardSnapshot``
+* ``GET /v1/runs/{run_id}/snapshot:watch?`` the same query ``&after_revision=`` ->
   Server-Sent Events; each event has ``id:`` = revision, ``event: snapshot`` and one
   ``DashboardSnapshot`` as ``data:``. A reconnecting EventSource sends ``Last-Event-ID``
   and resumes after that revision.
@@ -42,7 +43,7 @@ from vfo_otel._gen.vfo.events.v1 import events_pb2 as ev
 from vfo_otel.config import split_address
 from vfo_otel.errors import Invalid, ReceiverError, Unauthenticated, grpc_code, http_status
 from vfo_otel.fold import Selection
-from vfo_otel.service import Receiver
+from vfo_otel.service import Receiver, make_selection
 
 __all__ = ["create_http_app", "start_http"]
 
@@ -85,7 +86,13 @@ def _state(raw: str) -> int:
 
 
 def _selection(request: web.Request) -> Selection:
-    return Selection(request.query.get("pipeline_id", ""), request.query.get("asset_id", ""))
+    q = request.query
+    return make_selection(
+        q.get("pipeline_id", ""),
+        q.get("asset_id", ""),
+        _int(request, "asset_page_size"),
+        q.get("asset_page_token", ""),
+    )
 
 
 async def _runs(request: web.Request) -> web.StreamResponse:
@@ -113,12 +120,12 @@ async def _watch(request: web.Request) -> web.StreamResponse:
     if last_id.isdigit():  # an EventSource reconnecting resumes after its last revision
         after = max(after, int(last_id))
     r.check_run(run_id)
+    selection = _selection(request)  # a bad query is a 400, before the stream starts
     resp = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     )
     await resp.prepare(request)
     await resp.write(b"retry: 2000\n\n")
-    selection = _selection(request)
     it = r.watch(run_id, selection, after).__aiter__()
     pending: asyncio.Future[Any] | None = None
     try:

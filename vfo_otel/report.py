@@ -105,10 +105,13 @@ def format_summary(snap: db.DashboardSnapshot) -> str:
         )
     lines.append("")
     for p in snap.pipelines:
-        failed = [a.asset_id for a in p.assets if a.state == ev.STATE_FAILED]
+        # the snapshot holds one page of the asset list; the counts cover every asset
+        failed = list(dict.fromkeys(a.asset_id for a in p.assets if a.state == ev.STATE_FAILED))
+        more = p.asset_counts.failed - len(failed)
+        names = ", ".join(failed) + (f" and {more} more" if more > 0 else "")
         lines.append(
-            f"  pipeline {p.pipeline_id}: {state_label(p.state)}, {_plural(len(p.assets), 'asset')}"
-            + (f" (failed: {', '.join(failed)})" if failed else "")
+            f"  pipeline {p.pipeline_id}: {state_label(p.state)}, {_plural(p.asset_counts.total, 'asset')}"
+            + (f" (failed: {names})" if p.asset_counts.failed else "")
         )
     details = format_node_details(snap)
     if details:

@@ -42,12 +42,37 @@ from vfo_otel.errors import Invalid, NotFound, Overloaded
 from vfo_otel.fold import ActiveAttempt, AttemptKey, Fold, RunFold, Selection
 from vfo_otel.store import EventStore
 
-__all__ = ["HEARTBEAT_LOST", "LIVENESS_SOURCE_ID", "Receiver", "ReceiverStats", "heartbeat_lost_event"]
+__all__ = [
+    "HEARTBEAT_LOST",
+    "LIVENESS_SOURCE_ID",
+    "Receiver",
+    "ReceiverStats",
+    "heartbeat_lost_event",
+    "make_selection",
+]
 
 #: error_class of the synthetic event that ends an attempt whose worker went silent.
 HEARTBEAT_LOST = "HeartbeatLost"
 #: source_id of the events the receiver itself writes (synthetic HeartbeatLost events).
 LIVENESS_SOURCE_ID = "vfo-otel-receiver"
+
+
+def make_selection(
+    pipeline_id: str = "", asset_id: str = "", asset_page_size: int = 0, asset_page_token: str = ""
+) -> Selection:
+    """A :class:`~vfo_otel.fold.Selection` from request fields (GetSnapshotRequest,
+    WatchSnapshotRequest, or the HTTP query of the same names).
+
+    Raises:
+        Invalid: an asset without its pipeline, a page size over
+            :data:`~vfo_otel.fold.MAX_ASSET_PAGE_SIZE`, or a malformed page token.
+    """
+    if asset_id and not pipeline_id:
+        raise Invalid("asset_id needs pipeline_id: an asset id is unique only within its pipeline")
+    try:
+        return Selection(pipeline_id, asset_id, asset_page_size, asset_page_token)
+    except ValueError as exc:
+        raise Invalid(str(exc)) from None
 
 
 def heartbeat_lost_event(run_id: str, attempt: ActiveAttempt, lost_after_ns: int) -> ev.RunEvent:

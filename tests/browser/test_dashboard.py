@@ -45,6 +45,7 @@ TIMEOUT_MS = 20_000
 STATES = ("queued", "running", "waiting", "complete", "failed", "skipped")
 WIDE: ViewportSize = {"width": 1280, "height": 800}
 NARROW: ViewportSize = {"width": 390, "height": 844}
+DASH = "\u2013"  # the en dash of "Assets 1\u2013100 of 250"
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -309,6 +310,47 @@ def test_node_changes_state_live(page: Page, demo: Demo) -> None:
         _shot(page, "live-complete-1280x800")
     emitter.shutdown()
     expect(page.get_by_test_id("run-state")).to_have_text("✓ complete")  # the run's own end, live too
+
+
+def test_asset_list_pages_and_keeps_the_selected_asset(page: Page, demo: Demo) -> None:
+    """A 250-asset pipeline: the page shows 100 rows at a time (schema 2 pages), moves with
+    Next/Previous, and a selected asset from another page stays listed with its details."""
+    run_id = f"paged-{uuid.uuid4().hex[:6]}"
+    emitter = Emitter(endpoint=demo.otlp_endpoint, service_name="browser-test", export_metrics_otlp=False)
+    try:
+        with emitter.run(run_id, action="paging-test") as run, \
+                run.pipeline("many", {"probe": NodeSpec("analyze")}) as pipe:
+            for i in range(250):
+                with pipe.asset(f"a{i:03d}") as asset, asset.node("probe"):
+                    pass
+        assert emitter.force_flush(10_000)
+    finally:
+        emitter.shutdown()
+    page.goto(_run_url(demo.http_url, run_id))
+    rows = page.locator('[data-pipeline-id="many"] [data-testid="asset-row"]')
+    rng = page.get_by_test_id("asset-range")
+    expect(rng).to_have_text(f"Assets 1{DASH}100 of 250")
+    expect(rows).to_have_count(100)
+    expect(page.get_by_test_id("asset-prev")).to_be_disabled()
+    page.get_by_test_id("asset-next").click()
+    expect(rng).to_have_text(f"Assets 101{DASH}200 of 250")
+    expect(rows.first).to_have_attribute("data-asset-id", "a100")
+    page.locator('[data-pipeline-id="many"] [data-asset-id="a150"]').get_by_test_id("asset-button").click()
+    expect(page.get_by_test_id("details-asset")).to_have_text("many / a150")
+    page.get_by_test_id("asset-next").click()
+    expect(rng).to_have_text(f"Assets 201{DASH}250 of 250")
+    expect(page.get_by_test_id("asset-next")).to_be_disabled()
+    # a150 is not on this page: its row follows the page's 50, marked, and its details stay.
+    expect(rows).to_have_count(51)
+    expect(rows.last).to_have_attribute("data-asset-id", "a150")
+    expect(rows.last).to_have_class("selected off-page")
+    expect(page.get_by_test_id("node-detail")).to_have_count(1)
+    _shot(page, "asset-pages-1280x800")
+    page.go_back()  # the page is in the URL: history works
+    expect(rng).to_have_text(f"Assets 101{DASH}200 of 250")
+    page.get_by_test_id("asset-prev").click()
+    expect(rng).to_have_text(f"Assets 1{DASH}100 of 250")
+    expect(rows).to_have_count(101)
 
 
 def test_reconnects_after_receiver_restart(page: Page, tmp_path: Path) -> None:

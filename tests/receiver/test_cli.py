@@ -138,7 +138,7 @@ def test_runs_and_snapshot(receiver: ReceiverThread) -> None:
 
     result = runner.invoke(main, ["snapshot", "cli-run", "--receiver", _address(receiver)])
     assert result.exit_code == 0, result.output
-    assert result.output.startswith("run cli-run: failed (revision 4, schema v1) in 3.00s\n")
+    assert result.output.startswith("run cli-run: failed (revision 4, schema v2) in 3.00s\n")
     assert "error: PipelineFailed: media" in result.output
     assert re.search(r"nodes\s+0\s+0\s+0\s+1\s+1\s+0\s+2", result.output)
     assert re.search(r"encode\s+1\s+0\s+1\s+0\s+1\.00s\s+1\.00s", result.output)

@@ -313,7 +313,7 @@ def test_header_command_attributes_error_origin() -> None:
 def test_selection_and_schema_version() -> None:
     events = [node("x", C, t_s=1), node("y", C, t_s=1, asset="b")]
     s = snap(events)
-    assert s.schema_version == SCHEMA_VERSION == 1
+    assert s.schema_version == SCHEMA_VERSION == 2
     assert s.generated_time.ToNanoseconds() == NOW_NS
     assert list(s.node_details) == []
     s = snap(events, selection=Selection("p", "b"))

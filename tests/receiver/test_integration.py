@@ -505,3 +505,45 @@ def test_a_failing_store_answers_unavailable_and_the_receiver_keeps_serving(rece
         resp = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=DEADLINE_S)
         assert resp.status == health_pb2.HealthCheckResponse.SERVING
     assert _http(receiver.http_port, "/v1/runs/lost-run/snapshot")[0] == 404  # nothing acknowledged
+
+
+def test_asset_pages_over_grpc_and_http_and_bad_page_arguments(
+    receiver: ReceiverThread, client: SnapshotClient
+) -> None:
+    events = [node("n", C, t_s=1, run="paged", asset=f"a{i:03d}") for i in range(25)]
+    with grpc.insecure_channel(f"127.0.0.1:{receiver.grpc_port}") as channel:
+        logs_service_pb2_grpc.LogsServiceStub(channel).Export(
+            logs_request([vfo_log_record(e) for e in events]), timeout=DEADLINE_S
+        )
+    first = client.get_snapshot("paged", "p", "a020", asset_page_size=10)
+    (pipe,) = first.pipelines
+    assert [a.asset_id for a in pipe.assets] == [f"a{i:03d}" for i in range(10)] + ["a020"]
+    token = pipe.asset_page.next_page_token
+    second = client.get_snapshot("paged", asset_page_size=10, asset_page_token=token)
+    assert [a.asset_id for a in second.pipelines[0].assets] == [f"a{i:03d}" for i in range(10, 20)]
+    assert second.pipelines[0].asset_page.offset == 10
+    query = f"asset_page_size=10&asset_page_token={token}"
+    _, _, body = _http(receiver.http_port, f"/v1/runs/paged/snapshot?{query}")
+    over_http = json_format.ParseDict(body, db.DashboardSnapshot())
+    over_http.generated_time.Clear()
+    second.generated_time.Clear()
+    assert over_http == second
+    stream = client.watch("paged", asset_page_size=10, asset_page_token=token, timeout_s=DEADLINE_S)
+    watched = next(iter(stream))
+    assert watched.pipelines[0].assets == second.pipelines[0].assets
+
+    for query, message in [
+        ("asset_page_token=%25%25", "malformed asset_page_token '%%'"),
+        ("asset_page_size=5000", "asset_page_size must be between 0"),
+        ("asset_id=a001", "asset_id needs pipeline_id"),
+    ]:
+        for path in ("/v1/runs/paged/snapshot", "/v1/runs/paged/snapshot:watch"):
+            status, _, body = _http(receiver.http_port, f"{path}?{query}")
+            assert status == 400 and body["message"].startswith(message), (path, body)
+    with pytest.raises(grpc.RpcError) as info:
+        client.get_snapshot("paged", asset_page_token="%%")
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "malformed asset_page_token" in (info.value.details() or "")
+    with pytest.raises(grpc.RpcError) as info:
+        next(iter(client.watch("paged", asset_page_size=5000, timeout_s=DEADLINE_S)))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT

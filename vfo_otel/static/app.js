@@ -3,7 +3,7 @@
 // It is the reference client of the snapshot contract and uses only the receiver's public
 // HTTP API (docs/dashboard.md):
 //   GET /v1/runs?state=&page_size=&page_token=            the runs list (polled every 5 s)
-//   GET /v1/runs/{run_id}/snapshot?pipeline_id=&asset_id=  one snapshot (first load, diagnostics)
+//   GET /v1/runs/{run_id}/snapshot?pipeline_id=&asset_id=&asset_page_token=  one snapshot (first load, diagnostics)
 //   GET /v1/runs/{run_id}/snapshot:watch?...&after_revision=   Server-Sent Events, one
 //       DashboardSnapshot per revision; EventSource resends Last-Event-ID when it reconnects.
 // Auth: when the receiver requires a bearer token, open the page as /?access_token=TOKEN; the
@@ -16,9 +16,8 @@ const GLYPH = { queued: "○", running: "▶", waiting: "◔", complete: "✓", 
 // The order in which a DAG node takes its colour from its per-state counts: activity first,
 // then problems, then what is left to do, then what is done.
 const NODE_PRIORITY = ["running", "waiting", "failed", "queued", "complete", "skipped"];
-const SCHEMA_VERSION = 1;
+const SCHEMA_VERSION = 2;
 const RUNS_POLL_MS = 5000;
-const ASSET_ROWS = 200;
 
 // ---------------------------------------------------------------- small helpers
 
@@ -37,6 +36,7 @@ function html(strings, ...values) {
 }
 
 const num = (v) => Number(v ?? 0) || 0;
+const sameSelection = (a, b) => a.pipeline === b.pipeline && a.asset === b.asset && (a.page ?? "") === (b.page ?? "");
 const big = (v) => { try { return BigInt(v ?? 0); } catch { return 0n; } };
 const stateName = (s) => (s ? String(s).replace(/^STATE_/, "").toLowerCase() : "unspecified");
 
@@ -89,6 +89,7 @@ const runHref = (runId, sel = {}) => {
   const q = new URLSearchParams();
   if (sel.pipeline) q.set("pipeline", sel.pipeline);
   if (sel.asset) q.set("asset", sel.asset);
+  if (sel.page) q.set("page", sel.page);
   const qs = q.toString();
   return `#/run/${encodeURIComponent(runId)}${qs ? `?${qs}` : ""}`;
 };
@@ -99,6 +100,7 @@ const STALE = html` <span class="stale" data-testid="stale" title="no event (hea
 const snapshotUrl = (runId, sel, watch, after) => {
   const q = withToken(new URLSearchParams());
   if (sel.pipeline && sel.asset) { q.set("pipeline_id", sel.pipeline); q.set("asset_id", sel.asset); }
+  if (sel.page) q.set("asset_page_token", sel.page); // one page of a pipeline's assets (schema 2)
   if (watch && after) q.set("after_revision", String(after));
   const qs = q.toString();
   return `/v1/runs/${encodeURIComponent(runId)}/snapshot${watch ? ":watch" : ""}${qs ? `?${qs}` : ""}`;
@@ -162,7 +164,7 @@ function parseRoute() {
   if (path.startsWith("/run/")) {
     let runId;
     try { runId = decodeURIComponent(path.slice(5)); } catch { runId = path.slice(5); }
-    return { kind: "run", runId, pipeline: q.get("pipeline") || "", asset: q.get("asset") || "" };
+    return { kind: "run", runId, pipeline: q.get("pipeline") || "", asset: q.get("asset") || "", page: q.get("page") || "" };
   }
   return { kind: "runs", state: q.get("state") || "" };
 }
@@ -170,7 +172,7 @@ function parseRoute() {
 function route() {
   const r = parseRoute();
   if (view && view.kind === "run" && r.kind === "run" && view.runId === r.runId) {
-    view.select({ pipeline: r.pipeline, asset: r.asset });
+    view.select({ pipeline: r.pipeline, asset: r.asset, page: r.page });
     return;
   }
   view?.stop();
@@ -283,7 +285,7 @@ class RunView {
   kind = "run";
   constructor(r) {
     this.runId = r.runId;
-    this.sel = { pipeline: r.pipeline, asset: r.asset };
+    this.sel = { pipeline: r.pipeline, asset: r.asset, page: r.page };
     this.snap = null;          // the newest DashboardSnapshot shown
     this.snapSel = null;       // the selection that snapshot was made for
     this.lastRevision = 0n;    // revision of this.snap: where a reconnect resumes
@@ -294,7 +296,6 @@ class RunView {
     this.error = null;
     this.fatal = false;
     this.pending = 0;          // requestAnimationFrame handle
-    this.showAll = new Set();
     this.onResize = () => { clearTimeout(this.resizeTimer); this.resizeTimer = setTimeout(() => this.paint(), 150); };
   }
 
@@ -315,7 +316,7 @@ class RunView {
   }
 
   select(sel) {
-    if (sel.pipeline === this.sel.pipeline && sel.asset === this.sel.asset) return;
+    if (sameSelection(sel, this.sel)) return;
     this.sel = sel;
     this.schedulePaint();
     this.subscribe(true); // a new selection needs a snapshot with its node details at once
@@ -348,7 +349,7 @@ class RunView {
       let snap;
       try { snap = JSON.parse(e.data); } catch { return; }
       const rev = big(snap.revision);
-      const sameSel = this.snapSel && this.snapSel.pipeline === sel.pipeline && this.snapSel.asset === sel.asset;
+      const sameSel = this.snapSel && sameSelection(this.snapSel, sel);
       if (sameSel && rev < this.lastRevision) return; // never go back in time
       this.snap = snap;
       this.snapSel = sel;
@@ -404,13 +405,13 @@ class RunView {
     const d = el.dataset;
     if (name === "select-asset") {
       const same = d.pipeline === this.sel.pipeline && d.asset === this.sel.asset;
-      location.hash = runHref(this.runId, same ? {} : { pipeline: d.pipeline, asset: d.asset });
+      location.hash = runHref(this.runId, same ? { page: this.sel.page } : { pipeline: d.pipeline, asset: d.asset, page: this.sel.page });
     } else if (name === "clear-selection") {
-      location.hash = runHref(this.runId);
+      location.hash = runHref(this.runId, { page: this.sel.page });
+    } else if (name === "asset-page") {
+      location.hash = runHref(this.runId, { ...this.sel, page: d.token });
     } else if (name === "retry") {
       this.fatal = false; this.error = null; this.retryDelay = 1000; this.subscribe(!this.snap);
-    } else if (name === "show-all-assets") {
-      this.showAll.add(d.pipeline); this.paint();
     } else if (name === "dag-node") {
       const target = main.querySelector(`[data-node-detail="${CSS.escape(d.node)}"]`);
       if (target && d.pipeline === this.snapSel?.pipeline) {
@@ -528,13 +529,20 @@ class RunView {
 
   pipeline(p, s) {
     const pid = p.pipelineId ?? "";
+    // One page of the pipeline's assets (ordered by id), then the selected asset's row when it
+    // is not on the page; the counts cover every asset.
     const assets = p.assets ?? [];
-    const shown = this.showAll.has(pid) ? assets : assets.slice(0, ASSET_ROWS);
+    const page = p.assetPage ?? {};
+    const onPage = page.size === undefined ? assets.length : num(page.size);
+    const offset = num(page.offset);
+    const total = num(p.assetCounts?.total);
     const selAsset = this.sel.pipeline === pid ? this.sel.asset : "";
     const details = this.snapSel?.pipeline === pid && this.snapSel?.asset === selAsset ? (s.nodeDetails ?? []) : [];
-    const rows = shown.map((a) => {
+    const rows = assets.map((a, i) => {
       const selected = a.assetId === selAsset;
-      return html`<tr class="${selected ? "selected" : ""}" data-testid="asset-row" data-asset-id="${a.assetId}">
+      const offPage = i >= onPage;
+      return html`<tr class="${selected ? "selected" : ""}${offPage ? " off-page" : ""}" data-testid="asset-row" data-asset-id="${a.assetId}"
+          ${offPage ? raw('title="selected; not on this page"') : ""}>
         <th scope="row"><button type="button" class="link-button" data-action="select-asset" data-pipeline="${pid}" data-asset="${a.assetId}"
           data-key="asset:${pid}/${a.assetId}" aria-pressed="${selected ? "true" : "false"}" data-testid="asset-button">${a.assetId}</button></th>
         <td data-label="State">${badge(a.state)}${a.stale ? STALE : ""}</td>
@@ -557,8 +565,21 @@ class RunView {
         <thead><tr><th scope="col">Asset</th><th scope="col">State</th><th scope="col">Current node</th><th scope="col">Attempts</th>
           <th scope="col">Nodes</th><th scope="col">Duration</th><th scope="col">Error</th></tr></thead>
         <tbody>${rows}</tbody></table></div>
-      ${shown.length < assets.length ? html`<p><button type="button" data-action="show-all-assets" data-pipeline="${pid}" data-key="all:${pid}">Show all ${assets.length} assets</button></p>` : ""}
+      ${this.pager(pid, page, offset, onPage, total)}
     </section>`;
+  }
+
+  /** Page navigation for a pipeline's asset list ("" when everything fits on one page). */
+  pager(pid, page, offset, onPage, total) {
+    if (!page.nextPageToken && !page.previousPageToken) return "";
+    const first = onPage ? offset + 1 : offset;
+    return html`<nav class="pager" aria-label="Pages of the assets of ${pid}" data-testid="asset-pager">
+      <button type="button" data-action="asset-page" data-token="${page.previousPageToken ?? ""}" data-key="prev:${pid}"
+        data-testid="asset-prev" ${page.previousPageToken ? "" : raw("disabled")}>‹ Previous</button>
+      <span data-testid="asset-range" aria-live="polite">Assets ${first.toLocaleString()}–${(offset + onPage).toLocaleString()} of ${total.toLocaleString()}</span>
+      <button type="button" data-action="asset-page" data-token="${page.nextPageToken ?? ""}" data-key="next:${pid}"
+        data-testid="asset-next" ${page.nextPageToken ? "" : raw("disabled")}>Next ›</button>
+    </nav>`;
   }
 
   details(s, pending) {

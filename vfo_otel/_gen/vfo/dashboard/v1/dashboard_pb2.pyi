@@ -125,8 +125,20 @@ class Workflow(_message.Message):
     edges: _containers.RepeatedCompositeFieldContainer[WorkflowEdge]
     def __init__(self, nodes: _Optional[_Iterable[_Union[WorkflowNode, _Mapping]]] = ..., edges: _Optional[_Iterable[_Union[WorkflowEdge, _Mapping]]] = ...) -> None: ...
 
+class AssetPage(_message.Message):
+    __slots__ = ("offset", "size", "next_page_token", "previous_page_token")
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    offset: int
+    size: int
+    next_page_token: str
+    previous_page_token: str
+    def __init__(self, offset: _Optional[int] = ..., size: _Optional[int] = ..., next_page_token: _Optional[str] = ..., previous_page_token: _Optional[str] = ...) -> None: ...
+
 class Pipeline(_message.Message):
-    __slots__ = ("pipeline_id", "state", "state_reported", "start_time", "end_time", "duration", "asset_counts", "node_counts", "assets", "workflow", "error")
+    __slots__ = ("pipeline_id", "state", "state_reported", "start_time", "end_time", "duration", "asset_counts", "node_counts", "assets", "workflow", "error", "asset_page")
     PIPELINE_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     STATE_REPORTED_FIELD_NUMBER: _ClassVar[int]
@@ -138,6 +150,7 @@ class Pipeline(_message.Message):
     ASSETS_FIELD_NUMBER: _ClassVar[int]
     WORKFLOW_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    ASSET_PAGE_FIELD_NUMBER: _ClassVar[int]
     pipeline_id: str
     state: _events_pb2.State
     state_reported: bool
@@ -149,7 +162,8 @@ class Pipeline(_message.Message):
     assets: _containers.RepeatedCompositeFieldContainer[AssetSummary]
     workflow: Workflow
     error: _events_pb2.Error
-    def __init__(self, pipeline_id: _Optional[str] = ..., state: _Optional[_Union[_events_pb2.State, str]] = ..., state_reported: _Optional[bool] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., asset_counts: _Optional[_Union[StateCounts, _Mapping]] = ..., node_counts: _Optional[_Union[StateCounts, _Mapping]] = ..., assets: _Optional[_Iterable[_Union[AssetSummary, _Mapping]]] = ..., workflow: _Optional[_Union[Workflow, _Mapping]] = ..., error: _Optional[_Union[_events_pb2.Error, _Mapping]] = ...) -> None: ...
+    asset_page: AssetPage
+    def __init__(self, pipeline_id: _Optional[str] = ..., state: _Optional[_Union[_events_pb2.State, str]] = ..., state_reported: _Optional[bool] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., asset_counts: _Optional[_Union[StateCounts, _Mapping]] = ..., node_counts: _Optional[_Union[StateCounts, _Mapping]] = ..., assets: _Optional[_Iterable[_Union[AssetSummary, _Mapping]]] = ..., workflow: _Optional[_Union[Workflow, _Mapping]] = ..., error: _Optional[_Union[_events_pb2.Error, _Mapping]] = ..., asset_page: _Optional[_Union[AssetPage, _Mapping]] = ...) -> None: ...
 
 class Attempt(_message.Message):
     __slots__ = ("attempt_id", "state", "start_time", "end_time", "duration", "exit_code", "command", "inputs", "outputs", "error", "synthetic", "last_update_time", "attributes", "stale")
@@ -289,14 +303,18 @@ class ListRunsResponse(_message.Message):
     def __init__(self, runs: _Optional[_Iterable[_Union[RunListItem, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class GetSnapshotRequest(_message.Message):
-    __slots__ = ("run_id", "pipeline_id", "asset_id")
+    __slots__ = ("run_id", "pipeline_id", "asset_id", "asset_page_size", "asset_page_token")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     PIPELINE_ID_FIELD_NUMBER: _ClassVar[int]
     ASSET_ID_FIELD_NUMBER: _ClassVar[int]
+    ASSET_PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    ASSET_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     pipeline_id: str
     asset_id: str
-    def __init__(self, run_id: _Optional[str] = ..., pipeline_id: _Optional[str] = ..., asset_id: _Optional[str] = ...) -> None: ...
+    asset_page_size: int
+    asset_page_token: str
+    def __init__(self, run_id: _Optional[str] = ..., pipeline_id: _Optional[str] = ..., asset_id: _Optional[str] = ..., asset_page_size: _Optional[int] = ..., asset_page_token: _Optional[str] = ...) -> None: ...
 
 class GetSnapshotResponse(_message.Message):
     __slots__ = ("snapshot",)
@@ -305,16 +323,20 @@ class GetSnapshotResponse(_message.Message):
     def __init__(self, snapshot: _Optional[_Union[DashboardSnapshot, _Mapping]] = ...) -> None: ...
 
 class WatchSnapshotRequest(_message.Message):
-    __slots__ = ("run_id", "pipeline_id", "asset_id", "after_revision")
+    __slots__ = ("run_id", "pipeline_id", "asset_id", "after_revision", "asset_page_size", "asset_page_token")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     PIPELINE_ID_FIELD_NUMBER: _ClassVar[int]
     ASSET_ID_FIELD_NUMBER: _ClassVar[int]
     AFTER_REVISION_FIELD_NUMBER: _ClassVar[int]
+    ASSET_PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    ASSET_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     pipeline_id: str
     asset_id: str
     after_revision: int
-    def __init__(self, run_id: _Optional[str] = ..., pipeline_id: _Optional[str] = ..., asset_id: _Optional[str] = ..., after_revision: _Optional[int] = ...) -> None: ...
+    asset_page_size: int
+    asset_page_token: str
+    def __init__(self, run_id: _Optional[str] = ..., pipeline_id: _Optional[str] = ..., asset_id: _Optional[str] = ..., after_revision: _Optional[int] = ..., asset_page_size: _Optional[int] = ..., asset_page_token: _Optional[str] = ...) -> None: ...
 
 class WatchSnapshotResponse(_message.Message):
     __slots__ = ("snapshot",)
