@@ -18,7 +18,7 @@ from typing import Any
 from bench import common
 from bench.emitter import _providers, vfo_runner_workload
 from bench.memory import per_attempt
-from bench.snapshot import measure_serving
+from bench.snapshot import measure_serving, pick_asset
 
 _SIZES = {"quick": (10, 100), "full": (10, 100, 1000, 10_000)}
 N_NODES = 5
@@ -46,7 +46,7 @@ def run(quick: bool) -> dict[str, Any]:
             try:
                 common.wait_grpc_ready(receiver.grpc_target)
                 mem = per_attempt(receiver, tmpl, n_assets, work, run_id="g")
-                serving = measure_serving(receiver, tmpl, "g", 3)
+                serving = measure_serving(receiver, tmpl, "g", 3, pick_asset(n_assets, tmpl))
             finally:
                 receiver.stop()
         rows.append(
