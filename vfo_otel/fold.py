@@ -406,8 +406,9 @@ class _AssetDigest:
         self.times: _Times = (None, None, None, 0)
         #: counts by state of every attempt (retries included), indexed by state number
         self.attempt_counts = [0] * 7
-        #: node id -> (stage key, stage, latest state, upstream ids)
-        self.nodes: dict[str, tuple[OrderKey | None, str, int, frozenset[str]]] = {}
+        #: node id -> (stage key, stage, latest state, upstream ids: the node's own sorted
+        #: tuple, shared, not copied: _Node replaces it, never mutates it)
+        self.nodes: dict[str, tuple[OrderKey | None, str, int, tuple[str, ...]]] = {}
         #: stage -> [counts of latest attempts by state (7), total duration ns, max duration ns,
         #: whether any finished attempt had a duration]
         self.stages: dict[str, list[Any]] = {}
@@ -471,7 +472,7 @@ class _PipelineAgg:
                 known = self.upstream.get(node_id)
                 if known is None:
                     self.upstream[node_id] = set(ups)
-                elif not ups <= known:
+                elif not known.issuperset(ups):
                     known.update(ups)
         for stage, (counts, total, biggest, timed) in d.stages.items():
             agg = self.stages.get(stage)
@@ -621,7 +622,7 @@ class RunFold:
             state = acc.state
             latest_states.append(state)
             kid_times.append(self._span(acc, ()))
-            d.nodes[node_id] = (node.stage_key, node.stage, state, frozenset(node.upstream))
+            d.nodes[node_id] = (node.stage_key, node.stage, state, node.upstream)
             row.attempts += len(node.attempts)
             _count(row.node_counts, state)
             cand = ((_CURRENT_RANK.get(state, 0), acc.last_ns), node_id, node.stage)
