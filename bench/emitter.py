@@ -18,7 +18,9 @@ With the real OTLP gRPC exporters (batch processors, the defaults of ``Emitter(e
 the caller-thread cost is measured against a parse-only server process; against a server
 that never answers (``bench.ceilings --mode stall``, in a child process) each ``emit``'s
 latency is recorded while the SDK's bounded queues (2048 per signal) fill and drop:
-drops are counted from the SDK's "Queue full" warnings.
+drops are counted by the SDK's own processor metrics (turned on in that child process only),
+and, with the live server, also by ``EmitterStats.queue_dropped`` as of the flush after the
+timed repeats (exact there; the stalled run is never flushed, which would wait out the timeouts).
 """
 
 from __future__ import annotations
@@ -90,8 +92,10 @@ def vfo_runner_workload(emitter: Any, run_id: str, n_assets: int, n_nodes: int =
         asset_id = f"clip-{a:05d}"
         with pipeline.asset(asset_id) as asset:
             for node_id in wf:
-                with asset.node(node_id) as node:
-                    node.set_command(common.ffmpeg_argv(asset_id, node_id))
+                node = asset.node(node_id)
+                # before `running`, as the bare side and the emit side put it on that event too
+                node.set_command(common.ffmpeg_argv(asset_id, node_id))
+                with node:
                     node.set_exit_code(0)
                     node.add_output(f"/data/out/{asset_id}/{node_id}.mp4", role="proxy", size_bytes=52428800)
     n = emitter.stats.events - before2
@@ -405,11 +409,12 @@ def _real_exporters(target: str, n_assets: int, repeats: int, stalled: bool) -> 
     per: list[float] = []
     for r in range(repeats):
         per.append(_per_transition(lambda r=r: vfo_runner_workload(emitter, f"x{r}", n_assets)))
-    flush_s, flushed = 0.0, None
+    flush_s, flushed, settled = 0.0, None, None
     if not stalled:  # force_flush waits for export by contract: not what a runner thread calls per event
         t = time.perf_counter()
         flushed = emitter.force_flush(60_000)
         flush_s = time.perf_counter() - t
+        settled = dict(emitter.stats.queue_dropped)  # exact as of this flush (EmitterStats)
     lat: list[float] = []
     for per_asset in _vfo_events("lat", n_assets * 2):
         for e in per_asset:
@@ -428,6 +433,7 @@ def _real_exporters(target: str, n_assets: int, repeats: int, stalled: bool) -> 
         "emits": len(lat),
         "transitions": emitter.stats.events,
         "dropped_by_sdk_queue": _drops(reader),
+        "queue_dropped_at_flush": settled,
         "failures": dict(emitter.stats.failures),
     }
 

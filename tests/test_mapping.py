@@ -15,8 +15,11 @@ from opentelemetry.proto.trace.v1 import trace_pb2
 
 from vfo_otel import conventions as c
 from vfo_otel import mapping
+from vfo_otel._gen.vfo.events.v1.events_pb2 import Origin
 from vfo_otel.conventions import Key
 from vfo_otel.events import AssetRef, Command, Error, RunEvent
+from vfo_otel.fold import facts_of
+from vfo_otel.limits import Limits, check_event
 from vfo_otel.testing import in_memory_emitter, run_events
 
 T0_NS = 1_764_400_000_123_456_789  # a fixed event time (2025-11-29)
@@ -432,6 +435,149 @@ def test_property_fast_decode_agrees_with_the_reference_path(
         lambda: mapping.event_from_attributes(mapping.otlp_attributes_to_dict(record.attributes), T0_NS)
     )
     assert fast == reference
+
+
+_LIMITS_FOR_TESTS = Limits(
+    max_id_length=12, max_detail_length=64, max_command_length=64, max_attribute_length=64
+)
+_LONG_TEXT = st.text(min_size=60, max_size=70)  # around the smallest text limits (64)
+_RECEIVER_VALUES = st.one_of(
+    _ANY_VALUES,
+    _LONG_TEXT,
+    st.lists(st.text(min_size=20, max_size=40), min_size=1, max_size=3),
+    st.sampled_from(["encode_h264_x", "a\u2028b", "a\x85b", '[{"uri":"\\ud800"}]', "/in/a.mov"]),
+)
+_ORIGIN = Origin(service_name="svc", service_version="1", host_name="h")
+
+
+def _decode_then_check(decode: Any, limits: Limits = _LIMITS_FOR_TESTS) -> RunEvent | tuple[str, str]:
+    """The reference result for the receiver: decode, check_event, origin; or the error."""
+    try:
+        event: RunEvent = decode()
+        check_event(event, limits)
+    except ValueError as exc:
+        return (type(exc).__name__, str(exc))
+    event.origin.CopyFrom(_ORIGIN)
+    return event
+
+
+def test_receiver_decoder_takes_a_plain_record_and_gives_its_facts() -> None:
+    event = make(SCOPE_NODE, FAILED, exit_code=2, error=Error(error_class="Boom", detail="d"))
+    event.inputs.add(uri="/in/a", size_bytes=3)
+    event.outputs.add(uri="/out/b")
+    event.attributes["k"] = "v"
+    record = _record(_attrs(event))
+    got = mapping.log_record_event(record, Limits(), _ORIGIN)
+    assert got is not None
+    expected = mapping.normalize(event)
+    expected.origin.CopyFrom(_ORIGIN)
+    assert got[0] == expected
+    assert got[1] == facts_of(expected)
+    assert mapping.log_record_event(record, Limits(), _ORIGIN) == got  # the refs cache changes nothing
+
+
+_ID_FIELDS = ("event_id", "run_id", "pipeline_id", "asset_id", "node_id", "stage_id", "source_id")
+
+
+@PROPERTY
+@given(run_events(), st.booleans())
+def test_property_receiver_decoder_on_emitted_records_and_spans(event: RunEvent, printable: bool) -> None:
+    """Every record and span event the emitter writes for any event: the receiver's one-pass
+    decoder gives what decode + check_event give, and fold.facts_of of it. It leaves an event to
+    the reference path only where check_event acts or an id is not printable."""
+    if printable:  # mostly arbitrary text has a non-printable character somewhere
+        for name in _ID_FIELDS:
+            setattr(event, name, "".join(ch if ch.isprintable() else "x" for ch in getattr(event, name)))
+        ups = ["".join(ch if ch.isprintable() else "x" for ch in u) for u in event.upstream_node_ids]
+        event.upstream_node_ids[:] = ups
+    t = in_memory_emitter()
+    try:
+        t.emitter.emit(event)
+        records, spans = t.otlp_log_records(), t.otlp_spans()
+    finally:
+        t.close()
+    limits = Limits()
+    plain = mapping.normalize(event)
+    checked = _decode_then_check(lambda: RunEvent.FromString(plain.SerializeToString()), limits)
+    ids = [getattr(event, name) for name in _ID_FIELDS] + list(event.upstream_node_ids)
+    plain.origin.CopyFrom(_ORIGIN)
+    may_decline = checked != plain or not "".join(ids).isprintable()
+    for record in records:
+        got = mapping.log_record_event(record, limits, _ORIGIN)
+        assert got is not None or may_decline
+        if got is not None:
+            assert got[0] == checked
+            assert got[1] == facts_of(got[0])
+    for span in spans:
+        decoded, errors = mapping.span_events(span, limits, _ORIGIN)
+        assert errors == []
+        for got_event, facts in decoded:
+            assert facts is not None or may_decline
+            if facts is not None:
+                assert got_event == checked
+                assert facts == facts_of(got_event)
+
+
+@PROPERTY
+@given(st.lists(st.tuples(_KEYS, _RECEIVER_VALUES), max_size=4), st.booleans())
+def test_property_receiver_decoder_agrees_with_decode_then_check(
+    changes: list[tuple[str, Any]], node: bool
+) -> None:
+    """The receiver's one-pass decoder (ids and texts checked against the limits inside it) gives
+    the event that events_from_log_record + check_event give, with its origin, or leaves the
+    record to them (None); its facts are fold.facts_of(event)."""
+    base = make(
+        SCOPE_NODE if node else SCOPE_RUN,
+        FAILED,
+        exit_code=2,
+        command=Command(command_line="ffmpeg -i a b", argv=["ffmpeg", "-i", "a", "b"]),
+        inputs=[AssetRef(uri="/in/a", size_bytes=3)],
+        error=Error(error_class="Boom", detail="d"),
+        attributes={"k": "v"},
+    )
+    record = _record(_attrs(base))
+    record.attributes.extend(_kv_any(k, v) for k, v in changes)
+    got = mapping.log_record_event(record, _LIMITS_FOR_TESTS, _ORIGIN)
+    expected = _decode_then_check(lambda: mapping.events_from_log_record(record))
+    if got is None:
+        return
+    assert isinstance(expected, RunEvent), expected
+    assert got[0] == expected
+    assert got[1] == facts_of(expected)
+
+
+@PROPERTY
+@given(
+    st.lists(st.tuples(_KEYS, _RECEIVER_VALUES), max_size=3),
+    st.lists(st.lists(st.tuples(_KEYS, _RECEIVER_VALUES), max_size=3), min_size=1, max_size=3),
+)
+def test_property_receiver_span_decoder_agrees_with_decode_then_check(
+    span_changes: list[tuple[str, Any]], event_changes: list[list[tuple[str, Any]]]
+) -> None:
+    """span_events with limits: each event it takes with facts is what events_from_span +
+    check_event give (with its origin), the others are events_from_span's own, and the errors
+    are the same."""
+    event = make(SCOPE_NODE, COMPLETE, command=Command(command_line="x", argv=["x"]))
+    start = mapping.span_start(event)
+    transition = mapping.span_event(event)
+    span = trace_pb2.Span(
+        name=start.name, attributes=[_kv(k, v) for k, v in start.attributes.items()]
+    )
+    span.attributes.extend(_kv_any(k, v) for k, v in span_changes)
+    for changes in event_changes:
+        span_ev = span.events.add(name=transition.name, time_unix_nano=T0_NS)
+        span_ev.attributes.extend(_kv(k, v) for k, v in transition.attributes.items())
+        span_ev.attributes.extend(_kv_any(k, v) for k, v in changes)
+    decoded, errors = mapping.span_events(span, _LIMITS_FOR_TESTS, _ORIGIN)
+    reference, reference_errors = mapping.events_from_span(span)
+    assert [str(e) for e in errors] == [str(e) for e in reference_errors]
+    assert len(decoded) == len(reference)
+    for (got, facts), ref in zip(decoded, reference, strict=True):
+        if facts is None:  # left to the reference path (the receiver checks it then)
+            assert got == ref
+        else:
+            assert got == _decode_then_check(lambda ref=ref: ref)
+            assert facts == facts_of(ref)
 
 
 @pytest.mark.parametrize(

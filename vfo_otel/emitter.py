@@ -31,12 +31,12 @@ from typing import Any
 from opentelemetry import trace as trace_api
 from opentelemetry._logs import SeverityNumber
 from opentelemetry.context import Context
-from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter, LogRecordExportResult
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
 from opentelemetry.trace import NonRecordingSpan, SpanContext, Status, StatusCode, TraceFlags
@@ -103,30 +103,34 @@ def build_resource(
     return resource
 
 
-def _check_otlp_range(event: ev.RunEvent, time_ns: int | None = None) -> int:
+def _check_otlp_range(time_ns: int, event: mapping._Event) -> None:
     """Refuse values OTLP cannot carry (an unencodable value would be dropped, or fail a whole batch).
 
     OTLP timestamps are unsigned 64-bit ns since the epoch and integer attributes are int64.
 
     Args:
+        time_ns: the event's time, ns since the epoch.
         event: the event.
-        time_ns: its time (ns since the epoch) when the caller has it already.
-
-    Returns:
-        The event's time, ns since the epoch.
     """
-    if time_ns is None:
-        time_ns = event.time.ToNanoseconds()
     if not 0 < time_ns < 2**64:
         raise ValueError(f"time out of the OTLP range (ns since epoch): {time_ns}")
     if event.sequence >= 2**63:
         raise ValueError(f"sequence {event.sequence} does not fit an OTLP int64 attribute")
-    if event.HasField("duration") and not -(2**63) <= event.duration.ToNanoseconds() < 2**63:
+    duration_ns = event.duration_ns
+    if duration_ns is not None and not -(2**63) <= duration_ns < 2**63:
         raise ValueError("duration does not fit an OTLP int64 attribute (ns)")
-    return time_ns
 
 
-def _cap_extra_attributes(event: ev.RunEvent) -> None:
+def _refuse_missing_ids(event: mapping._Event) -> None:
+    """Raise ValueError for the first id the event's scope needs that it lacks (run_id first)."""
+    if not event.run_id:
+        raise ValueError("run_id is required")
+    for name in _REQUIRED_IDS.get(event.scope, ()):  # what every receiver requires (mapping)
+        if not getattr(event, name):
+            raise ValueError(f"{name} is required for scope {mapping.scope_name(event.scope)}")
+
+
+def _cap_extra_attributes(event: mapping._Event) -> None:
     """Keep the first ``MAX_EXTRA_ATTRIBUTES - 1`` extra attributes (by key) and record the count.
 
     The SDK keeps at most 128 attributes per log record and span event by default and evicts
@@ -134,11 +138,10 @@ def _cap_extra_attributes(event: ev.RunEvent) -> None:
     would arrive without its event id or state and be rejected. The original count is kept as
     ``attributes_original_count`` (the receiver's limits use the same ``*_original_*`` style).
     """
-    count = len(event.attributes)
-    kept = {k: event.attributes[k] for k in sorted(event.attributes)[: MAX_EXTRA_ATTRIBUTES - 1]}
-    event.attributes.clear()
-    event.attributes.update(kept)
-    event.attributes["attributes_original_count"] = str(count)
+    extra = event.attributes
+    kept = {k: extra[k] for k in sorted(extra)[: MAX_EXTRA_ATTRIBUTES - 1]}
+    kept["attributes_original_count"] = str(len(extra))
+    event.attributes = kept  # a new dict: the owner's is not modified
 
 
 class _DeterministicIds(IdGenerator):
@@ -180,6 +183,19 @@ class EmitterStats:
             collector acknowledged; only for the exporters the emitter built itself.
         dropped: records in exports that failed for good (receiver down past the exporter's
             retries and timeout, or a non-retryable error), by signal; these are lost.
+        enqueued: records handed to the SDK's batch processors, by signal; each goes into the
+            processor's bounded queue (``OTEL_BLRP_MAX_QUEUE_SIZE``/``OTEL_BSP_MAX_QUEUE_SIZE``,
+            default 2048) and from there to the exporter. Only for the processors the emitter
+            built itself.
+        queue_dropped: records the batch processors dropped because their queue was full (the
+            runner thread never waits for room: the SDK drops the oldest queued record), by
+            signal; these are lost. Exact as of the latest :meth:`Emitter.force_flush` (also run
+            by :meth:`Emitter.shutdown`) that completed with nothing enqueued meanwhile: every
+            record enqueued by then has reached the exporter (``exported`` or ``dropped``) or
+            was dropped by its queue, so ``queue_dropped = enqueued - exported - dropped``.
+            Between such flushes it keeps that figure; ``enqueued - exported - dropped -
+            queue_dropped`` is then what is still queued or being exported, plus what the
+            queues dropped since (the SDK does not tell which, short of its internal metrics).
     """
 
     events: int = 0
@@ -189,14 +205,82 @@ class EmitterStats:
     late_events: int = 0
     exported: dict[str, int] = field(default_factory=dict)
     dropped: dict[str, int] = field(default_factory=dict)
+    enqueued: dict[str, int] = field(default_factory=dict)
+    queue_dropped: dict[str, int] = field(default_factory=dict)
 
     def _count_export(self, signal: str, n: int, ok: bool) -> None:
         with _STATS_LOCK:
             counts = self.exported if ok else self.dropped
             counts[signal] = counts.get(signal, 0) + n
 
+    def _settle_queue_drops(self, signals: Sequence[str]) -> None:
+        """``queue_dropped = enqueued - exported - dropped`` for these signals; only when every
+        record enqueued has left its queue (after a flush with nothing enqueued meanwhile)."""
+        with _STATS_LOCK:
+            for kind in signals:
+                done = self.exported.get(kind, 0) + self.dropped.get(kind, 0)
+                self.queue_dropped[kind] = self.enqueued[kind] - done
+
+    def _forget_pending(self) -> None:
+        """In a forked child: the records the parent still had queued are the parent's to export."""
+        for kind in self.enqueued:
+            done = self.exported.get(kind, 0) + self.dropped.get(kind, 0)
+            self.enqueued[kind] = done + self.queue_dropped.get(kind, 0)
+
 
 _STATS_LOCK = threading.Lock()
+
+
+def _new_stats_lock() -> None:  # in a forked child: the parent's lock may have been held at the fork
+    global _STATS_LOCK
+    _STATS_LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_stats_lock)
+
+
+class _CountingLogProcessor(LogRecordProcessor):
+    """Wraps the batch log record processor: counts the records enqueued (``stats.enqueued``).
+
+    ``on_emit`` runs in :meth:`Emitter._emit`, under the emitter's lock: the count and the
+    record's entry into the queue happen together (see ``Emitter.force_flush``)."""
+
+    def __init__(self, inner: LogRecordProcessor, stats: EmitterStats) -> None:
+        self._inner, self._counts = inner, stats.enqueued
+
+    def on_emit(self, log_record: Any) -> None:
+        self._inner.on_emit(log_record)
+        self._counts["logs"] = self._counts.get("logs", 0) + 1
+
+    def shutdown(self) -> None:
+        self._inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return self._inner.force_flush(timeout_millis)
+
+
+class _CountingSpanProcessor(SpanProcessor):
+    """Wraps the batch span processor: counts the spans enqueued (``stats.enqueued``).
+
+    The batch processor takes only sampled spans (every vfo span is sampled unless the
+    application configures a sampler); ``on_end`` runs under the emitter's lock, as above."""
+
+    def __init__(self, inner: SpanProcessor, stats: EmitterStats) -> None:
+        self._inner, self._counts = inner, stats.enqueued
+
+    def on_start(self, span: Any, parent_context: Context | None = None) -> None:
+        self._inner.on_start(span, parent_context=parent_context)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self._inner.on_end(span)
+        if span.context is not None and span.context.trace_flags.sampled:  # as BatchSpanProcessor.on_end
+            self._counts["spans"] = self._counts.get("spans", 0) + 1
+
+    def shutdown(self) -> None:
+        self._inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return self._inner.force_flush(timeout_millis)
 
 
 class _CountingSpanExporter(SpanExporter):
@@ -266,7 +350,7 @@ class _CardinalityCap:
             seen.add(key)
             return labels
         stats.overflowed[metric] = stats.overflowed.get(metric, 0) + 1
-        return {c.OVERFLOW_LABEL: True}
+        return {_OVERFLOW_LABEL: True}
 
 
 @dataclass
@@ -395,14 +479,16 @@ class Emitter:
 
             tracer_provider = TracerProvider(resource=resource)
             spans = _CountingSpanExporter(OTLPSpanExporter(endpoint=endpoint, timeout=timeout), stats)
-            tracer_provider.add_span_processor(BatchSpanProcessor(spans))
+            tracer_provider.add_span_processor(_CountingSpanProcessor(BatchSpanProcessor(spans), stats))
             self._owned.append(tracer_provider)
         if logger_provider is None:
             from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
 
             logger_provider = LoggerProvider(resource=resource)
             logs = _CountingLogExporter(OTLPLogExporter(endpoint=endpoint, timeout=timeout), stats)
-            logger_provider.add_log_record_processor(BatchLogRecordProcessor(logs))
+            logger_provider.add_log_record_processor(
+                _CountingLogProcessor(BatchLogRecordProcessor(logs), stats)
+            )
             self._owned.append(logger_provider)
         if meter_provider is None:
             readers = list(self._metric_readers)
@@ -466,42 +552,82 @@ class Emitter:
             The completed event as emitted (an empty RunEvent if it could not be emitted).
             Never raises: failures are counted in :attr:`stats`.
         """
-        return self._emit_guarded(event, False)
+        try:
+            if not isinstance(event, ev.RunEvent):
+                raise TypeError(f"emit() takes a vfo.events.v1.RunEvent, not {type(event).__name__}")
+            fields = mapping._Event.of(event)  # read once; the caller's message is not modified
+        except Exception as exc:  # the emit path never raises into the runner
+            self._failed(exc)
+            return ev.RunEvent()
+        # what _emit may fill in or replace
+        event_id, time_ns, source_id = fields.event_id, fields.time_ns, fields.source_id
+        previous, extra = fields.previous_state, fields.attributes
+        if not self._emit_guarded(fields):
+            return ev.RunEvent()
+        out = ev.RunEvent()  # the completed event: a copy of the caller's with what was filled in
+        out.CopyFrom(event)
+        if not event_id:
+            out.event_id = fields.event_id
+        if time_ns is None:  # = out.time.FromNanoseconds(...), without its range check
+            out.time.seconds, out.time.nanos = divmod(fields.time_ns or 0, 1_000_000_000)
+        if not source_id:
+            out.source_id, out.sequence = fields.source_id, fields.sequence
+        if fields.previous_state != previous:
+            out.previous_state = fields.previous_state  # type: ignore[assignment]
+        if fields.attributes is not extra:  # cut down (_cap_extra_attributes)
+            out.attributes.clear()
+            out.attributes.update(fields.attributes)
+        return out
 
-    def _emit_owned(self, event: ev.RunEvent) -> ev.RunEvent:
-        """:meth:`emit` for an event built for this call alone, which the caller never reads or
-        reuses afterwards (the runner's handles): it is completed in place, not copied first.
+    def _emit_owned(self, event: mapping._Event) -> None:
+        """:meth:`emit` for an event's plain fields built for this call alone (the runner's
+        handles): they are completed in place, and no RunEvent is built or read back.
 
-        When ``emit`` is overridden (a subclass or an instance attribute), the event goes through
-        the override, as the handles' events always have."""
+        When ``emit`` is overridden (a subclass or an instance attribute), the event's RunEvent
+        is built and goes through the override, as the handles' events always have."""
         if type(self).emit is not Emitter.emit or "emit" in self.__dict__:
-            return self.emit(event)
-        return self._emit_guarded(event, True)
+            self.emit(event.message())
+            return
+        self._emit_guarded(event)
 
-    def _emit_guarded(self, event: ev.RunEvent, owned: bool) -> ev.RunEvent:
+    def _emit_guarded(self, event: mapping._Event) -> bool:
+        """Complete and emit ``event`` under the lock; False when it failed (counted in stats)."""
         try:
             with self._lock:
                 if self._rebuild:  # first use in a forked child: fresh exporters and channels
                     self._rebuild = False
                     self._setup_providers()
-                done = self._emit(event, owned)
-            if self._in_child and done.state in c.TERMINAL_STATES:
+                self._emit(event)
+            if self._in_child and event.state in c.TERMINAL_STATES:
                 self.force_flush(self._child_flush_timeout_ms)
-            return done
+            return True
         except Exception as exc:  # the emit path never raises into the runner
             self._failed(exc)
-            return ev.RunEvent()
+            return False
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        """Export everything buffered; True when every provider flushed within the timeout (ms)."""
-        ok = True
-        for provider in self._providers:
+        """Export everything buffered; True when every provider flushed within the timeout (ms).
+
+        Blocks the calling thread (not other threads' ``emit``) until the exports are done.
+        When it completes with nothing enqueued meanwhile, ``stats.queue_dropped`` is brought
+        up to date (see :class:`EmitterStats`)."""
+        with self._lock:  # records are enqueued only under this lock (in _emit)
+            enqueued = dict(self.stats.enqueued)
+        flushed = []
+        for provider in self._providers:  # tracer, logger, meter provider
             try:
-                ok = bool(provider.force_flush(timeout_millis)) and ok
+                flushed.append(bool(provider.force_flush(timeout_millis)))
             except Exception as exc:
                 self._failed(exc)
-                ok = False
-        return ok
+                flushed.append(False)
+        # the signals whose provider (tracer: spans, logger: logs) flushed completely
+        done = zip(("spans", "logs"), flushed[:2], strict=True)
+        settled = [kind for kind, ok in done if ok and kind in enqueued]
+        if settled:
+            with self._lock:
+                if self.stats.enqueued == enqueued:  # every record enqueued has left its queue
+                    self.stats._settle_queue_drops(settled)
+        return all(flushed)
 
     def shutdown(self, timeout_millis: int = 30_000) -> None:
         """Stop heartbeats, flush (at most ``timeout_millis`` ms), then shut down the providers
@@ -537,6 +663,8 @@ class Emitter:
         self._source_id = uuid.uuid4().hex[:16]
         self._sequence = 0
         self._random, self._random_pos = "", 0  # never the parent's random ids
+        self._heartbeat_thread = None  # the parent's thread does not run here
+        self.stats._forget_pending()
         self._in_child = True
         self._rebuild = bool(self._owned)
         self._live = {}
@@ -552,36 +680,34 @@ class Emitter:
                 exc_info=exc,
             )
 
-    def _emit(self, source: ev.RunEvent, owned: bool = False) -> ev.RunEvent:
-        """Complete and emit one event; ``owned``: ``source`` is the caller's to give away (no copy)."""
-        if owned:
-            event = source
-        else:  # the caller's message is not modified
-            event = ev.RunEvent()
-            event.CopyFrom(source)
-        key = mapping.entity_key(event)  # validates the scope; nothing below changes an id
-        mapping.state_name(event.state)
-        if not event.run_id:
-            raise ValueError("run_id is required")
-        for name in _REQUIRED_IDS.get(event.scope, ()):  # what every receiver requires (mapping)
-            if not getattr(event, name):
-                raise ValueError(f"{name} is required for scope {mapping.scope_name(event.scope)}")
+    def _emit(self, event: mapping._Event) -> None:
+        """Complete (in place: ids, time, source and sequence, previous state) and emit one event."""
+        key = event.key()  # validates the scope; nothing below changes an id
+        if event.state not in _STATE_NAMES:
+            mapping.state_name(event.state)  # raises
+        if "" in key or (len(key) == 5 and not event.attempt_id):  # the key holds every required id
+            _refuse_missing_ids(event)
         if not event.event_id:
             event.event_id = self._new_event_id()
-        now_ns = None
-        if not event.HasField("time"):  # = event.time.FromNanoseconds(now_ns), without its range check
-            now_ns = time.time_ns()
-            event.time.seconds, event.time.nanos = divmod(now_ns, 1_000_000_000)
+        time_ns = event.time_ns
+        if time_ns is None:
+            time_ns = event.time_ns = time.time_ns()
         if not event.source_id:
             self._sequence += 1
             event.source_id = self._source_id
             event.sequence = self._sequence
-        time_ns = _check_otlp_range(event, now_ns)
+        duration_ns = event.duration_ns
+        if (
+            not 0 < time_ns < 2**64
+            or event.sequence >= 2**63
+            or (duration_ns is not None and not -(2**63) <= duration_ns < 2**63)
+        ):
+            _check_otlp_range(time_ns, event)  # raises
         if len(event.attributes) > MAX_EXTRA_ATTRIBUTES:
             _cap_extra_attributes(event)
         live = self._live.get(key)
         if live is not None and not event.previous_state and live.state != event.state:
-            event.previous_state = live.state  # type: ignore[assignment]
+            event.previous_state = live.state
         # What the entity's events map to alike (entity attributes, body prefix, metric base
         # labels): kept per live entity while its stage id stays the same.
         parts = live.parts if live is not None else None
@@ -604,7 +730,6 @@ class Emitter:
         for name, value, labels in mapping._metric_updates(event, parts):
             record[name](value, cap.labels(name, labels, stats))
         stats.events += 1
-        return event
 
     def _new_event_id(self) -> str:
         """A random UUID (version 4) as 32 hex digits, like ``uuid.uuid4().hex``.
@@ -622,8 +747,7 @@ class Emitter:
     def _ensure_heartbeat(self) -> None:
         if self._heartbeat_interval_s is None or self._closed:
             return
-        thread = self._heartbeat_thread
-        if thread is None or not thread.is_alive():  # (re)started lazily, also in a forked child
+        if self._heartbeat_thread is None:  # started lazily (again in a forked child: _after_fork)
             self._heartbeat_thread = threading.Thread(
                 target=_heartbeat_loop,
                 args=(weakref.ref(self), self._heartbeat_interval_s, self._stopping),
@@ -648,19 +772,18 @@ class Emitter:
                         continue
                     run_id, pipeline_id, asset_id, node_id, attempt = key
                     self._emit(
-                        ev.RunEvent(
-                            scope=ev.SCOPE_NODE,
-                            state=live.state,  # type: ignore[arg-type]
-                            previous_state=live.state,  # type: ignore[arg-type]
-                            run_id=run_id,
-                            pipeline_id=pipeline_id,
-                            asset_id=asset_id,
-                            node_id=node_id,
-                            stage_id=live.stage_id,
-                            attempt_id=int(attempt),
+                        mapping._Event(
+                            ev.SCOPE_NODE,
+                            live.state,
+                            run_id,
+                            pipeline_id,
+                            asset_id,
+                            node_id,
+                            live.stage_id,
+                            int(attempt),
+                            previous_state=live.state,
                             heartbeat=True,
-                        ),
-                        owned=True,
+                        )
                     )
                     sent += 1
                 self.stats.heartbeats += sent
@@ -670,7 +793,7 @@ class Emitter:
 
     def _emit_log(
         self,
-        event: ev.RunEvent,
+        event: mapping._Event,
         key: tuple[str, ...],
         live: _Attempt | None,
         transition: Mapping[str, mapping.AttrValue],
@@ -701,25 +824,26 @@ class Emitter:
         return ctx
 
     def _start_span(
-        self, event: ev.RunEvent, start_ns: int, key: tuple[str, ...], parts: mapping._EntityParts
+        self, event: mapping._Event, start_ns: int, key: tuple[str, ...], parts: mapping._EntityParts
     ) -> trace_api.Span:
-        data = mapping._span_start(event, key, parts.attributes)  # = mapping.span_start(event)
+        start = mapping._span_start(event, key, parts.attributes)  # = mapping.span_start(event)
+        name, trace_id, span_id, parent_span_id, attributes = start
         parent_ctx = None
-        if data.parent_span_id is not None:
+        if parent_span_id is not None:
             parent_key = mapping.parent_key(key)
             parent_live = self._live.get(parent_key) if parent_key is not None else None
             parent_ctx = parent_live.child_ctx if parent_live is not None else None
             if parent_ctx is None:  # once per live parent (its ids depend on the entity only)
-                parent = SpanContext(data.trace_id, data.parent_span_id, is_remote=True, trace_flags=_SAMPLED)
+                parent = SpanContext(trace_id, parent_span_id, is_remote=True, trace_flags=_SAMPLED)
                 parent_ctx = trace_api.set_span_in_context(NonRecordingSpan(parent))
                 if parent_live is not None:
                     parent_live.child_ctx = parent_ctx
-        token = _NEXT_IDS.set((data.trace_id, data.span_id))
+        token = _NEXT_IDS.set((trace_id, span_id))
         try:
             return self._tracer.start_span(
-                data.name,
+                name,
                 context=parent_ctx,
-                attributes=data.attributes,
+                attributes=attributes,
                 start_time=start_ns,
                 kind=trace_api.SpanKind.INTERNAL,
             )
@@ -730,35 +854,35 @@ class Emitter:
         self,
         key: tuple[str, ...],
         live: _Attempt | None,
-        event: ev.RunEvent,
+        event: mapping._Event,
         transition: Mapping[str, mapping.AttrValue],
         now_ns: int,
         log_ctx: Context,
         parts: mapping._EntityParts,
     ) -> None:
-        terminal = event.state in c.TERMINAL_STATES
+        terminal = event.state in _TERMINAL
         if live is None or live.span is None:
             start_ns = now_ns
-            if terminal and event.HasField("duration"):  # start seen elsewhere: its real start time
-                start_ns = max(now_ns - max(event.duration.ToNanoseconds(), 0), 0)
+            if terminal and event.duration_ns is not None:  # start seen elsewhere: its real start time
+                start_ns = max(now_ns - max(event.duration_ns, 0), 0)
             # the span starts with the event's stage id among its attributes (span_start)
             started = self._start_span(event, start_ns, key, parts)
             live = _Attempt(started, event.state, start_ns, event.stage_id, log_ctx, parts)
             self._live[key] = live
         span = live.span
         assert span is not None
-        span.add_event(c.SPAN_EVENT_NAME, transition, timestamp=now_ns)  # = mapping.span_event
+        span.add_event(_SPAN_EVENT_NAME, transition, timestamp=now_ns)  # = mapping.span_event
         if event.stage_id and event.stage_id != live.stage_id:  # the stage changed: update the span
-            span.set_attribute(Key.STAGE_ID, event.stage_id)
+            span.set_attribute(_K_STAGE, event.stage_id)
             live.stage_id = event.stage_id
         live.state = event.state
-        if event.scope == ev.SCOPE_NODE and event.state in (ev.STATE_RUNNING, ev.STATE_WAITING):
+        if event.scope == _SCOPE_NODE and event.state in _LIVE_NODE_STATES:
             self._ensure_heartbeat()
         if terminal:
-            end = mapping.span_end(event)
-            span.set_attributes(end.attributes)
-            if not end.ok:  # success leaves the status UNSET, as OTel instrumentation guidance asks
-                span.set_status(Status(StatusCode.ERROR, end.description))
+            ok, description, end_attributes = mapping._span_end(event)  # = mapping.span_end(event)
+            span.set_attributes(end_attributes)
+            if not ok:  # success leaves the status UNSET, as OTel instrumentation guidance asks
+                span.set_status(Status(StatusCode.ERROR, description))
             span.end(end_time=max(now_ns, live.start_ns))
             del self._live[key]
             self._ended[key] = None
@@ -767,6 +891,12 @@ class Emitter:
 
 
 _ENDED_MEMORY = 100_000  # span keys remembered as ended, to refuse a second span of one entity
+_STATE_NAMES, _TERMINAL, _SPAN_EVENT_NAME = c.STATE_NAMES, c.TERMINAL_STATES, c.SPAN_EVENT_NAME
+_SCOPE_NODE, _LIVE_NODE_STATES = ev.SCOPE_NODE, (ev.STATE_RUNNING, ev.STATE_WAITING)
+# plain str keys, not Key members (see mapping._K_SCOPE)
+_K_STAGE, _OVERFLOW_LABEL = Key.STAGE_ID.value, c.OVERFLOW_LABEL.value
+
+
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 # uuid.UUID(bytes=..., version=4) sets the version (4: the high nibble of byte 6) and the
 # variant (RFC 4122: the top two bits of byte 8 are 10) of 16 random bytes: as byte tables

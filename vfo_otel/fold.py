@@ -40,7 +40,7 @@ import base64
 import bisect
 import json
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,13 +88,6 @@ _STATE_FIELD = {
 }
 
 
-def _rank(event: ev.RunEvent) -> int:
-    state = event.state
-    if state in _TERMINAL:
-        return 2 if event.synthetic else 3
-    return 0 if state == ev.STATE_QUEUED else 1
-
-
 OrderKey = tuple[int, int, str]
 #: Which node an asset is "at": a running/waiting one, else a failed one, else the latest that
 #: ran; a skipped node is never preferred over one that ran. Ties: the most recently updated.
@@ -106,8 +99,8 @@ _CURRENT_RANK = {
 _Times = tuple[int | None, int | None, int | None, int]
 
 
-def _key(event: ev.RunEvent, time_ns: int) -> OrderKey:
-    return (_rank(event), time_ns, event.event_id)
+_QUEUED, _RUNNING, _FAILED = ev.STATE_QUEUED, ev.STATE_RUNNING, ev.STATE_FAILED
+_SCOPE_RUN, _SCOPE_PIPELINE, _SCOPE_ASSET = ev.SCOPE_RUN, ev.SCOPE_PIPELINE, ev.SCOPE_ASSET
 
 
 def _pack_refs(refs: Iterable[ev.AssetRef]) -> bytes:
@@ -125,6 +118,63 @@ def _pack_refs(refs: Iterable[ev.AssetRef]) -> bytes:
         parts.append(bytes(head))
         parts.append(data)
     return b"".join(parts)
+
+
+#: What the fold reads of one event, as plain values (no protobuf objects but the origin)::
+#:
+#:     (event_id, run_id, scope, pipeline_id, asset_id, node_id, attempt_id, stage_id, state,
+#:      synthetic, time_ns, duration_ns, error, command, exit_code, inputs, outputs, attributes,
+#:      upstream_node_ids, origin)
+#:
+#: ids and enums as in the event ("" / 0 when unset); ``time_ns`` ns since epoch;
+#: ``duration_ns`` None without a duration; ``error`` (error_class, detail) or None without an
+#: Error; ``command`` the serialized Command or None; ``exit_code`` None when unset; ``inputs``
+#: and ``outputs`` the refs packed as :func:`_pack_refs` does (``b""`` for none); ``attributes``
+#: a dict or None when empty; ``upstream_node_ids`` a sequence of str; ``origin`` the Origin or
+#: None when unset (the fold copies it). Built by :func:`facts_of`, or by the receiver's decoder
+#: straight from OTLP (:mod:`vfo_otel.mapping`), which gives the same tuple for the same event.
+Facts = tuple[
+    str, str, ev.Scope, str, str, str, int, str, ev.State, bool, int, int | None, tuple[str, str] | None,
+    bytes | None, int | None, bytes, bytes, dict[str, str] | None, Sequence[str], ev.Origin | None,
+]
+
+
+def facts_of(event: ev.RunEvent) -> Facts:
+    """The :data:`Facts` of one event (pure; reads every field the fold uses once)."""
+    ts = event.time
+    duration = None
+    if event.HasField("duration"):
+        d = event.duration
+        duration = d.seconds * 1_000_000_000 + d.nanos
+    error = None
+    if event.HasField("error"):
+        err = event.error
+        error = (err.error_class, err.detail)
+    inputs, outputs, upstream, attributes = (
+        event.inputs, event.outputs, event.upstream_node_ids, event.attributes
+    )
+    return (
+        event.event_id,
+        event.run_id,
+        event.scope,
+        event.pipeline_id,
+        event.asset_id,
+        event.node_id,
+        event.attempt_id,
+        event.stage_id,
+        event.state,
+        event.synthetic,
+        ts.seconds * 1_000_000_000 + ts.nanos,
+        duration,
+        error,
+        event.command.SerializeToString() if event.HasField("command") else None,
+        event.exit_code if event.HasField("exit_code") else None,
+        _pack_refs(inputs) if inputs else b"",
+        _pack_refs(outputs) if outputs else b"",
+        dict(attributes) if attributes else None,
+        list(upstream) if upstream else (),
+        event.origin if event.HasField("origin") else None,
+    )
 
 
 @dataclass(frozen=True)
@@ -266,50 +316,42 @@ class _Acc:
     def outputs(self) -> tuple[ev.AssetRef, ...]:
         return tuple(ev.RunEvent.FromString(self._outputs).inputs) if self._outputs else ()
 
-    def apply(self, event: ev.RunEvent, time_ns: int, key: OrderKey | None = None) -> None:
-        """Fold one event; ``key`` is ``_key(event, time_ns)`` when the caller has it already."""
-        if key is None:
-            key = _key(event, time_ns)
-        state = event.state
+    def apply(self, f: Facts, key: OrderKey) -> None:
+        """Fold one event, given as its :data:`Facts` and its order key (rank, time, event id)."""
+        (_, _, _, _, _, _, _, _, state, synthetic, t, duration, error, cmd, exit_code, inputs, outputs,
+         attrs, _, _) = f
         if self.state_key is None or key > self.state_key:
             self.state_key = key
             self.state = state
-            self.synthetic = event.synthetic
-            terminal = state in _TERMINAL
-            self.end_ns = time_ns if terminal else None
-            if terminal and event.HasField("duration"):
-                d = event.duration
-                self.duration_ns = d.seconds * 1_000_000_000 + d.nanos
+            self.synthetic = synthetic
+            if state in _TERMINAL:
+                self.end_ns = t
+                self.duration_ns = duration
             else:
-                self.duration_ns = None
-            if state == ev.STATE_FAILED and event.HasField("error"):
-                err = event.error
-                self.error = (err.error_class, err.detail)
-            else:
-                self.error = None
-        if self.first_ns is None or time_ns < self.first_ns:
-            self.first_ns = time_ns
-        if state == ev.STATE_RUNNING and (self.running_ns is None or time_ns < self.running_ns):
-            self.running_ns = time_ns
-        if time_ns > self.last_ns:
-            self.last_ns = time_ns
-        if event.HasField("command") and (self.cmd_key is None or key > self.cmd_key):
-            self.cmd_key, self._cmd = key, event.command.SerializeToString()
-        if event.HasField("exit_code") and (self.exit_key is None or key > self.exit_key):
-            self.exit_key, self.exit_code = key, event.exit_code
-        inputs = event.inputs
+                self.end_ns = self.duration_ns = None
+            self.error = error if state == _FAILED else None
+        if self.first_ns is None or t < self.first_ns:
+            self.first_ns = t
+        if state == _RUNNING and (self.running_ns is None or t < self.running_ns):
+            self.running_ns = t
+        if t > self.last_ns:
+            self.last_ns = t
+        if cmd is not None and (self.cmd_key is None or key > self.cmd_key):
+            self.cmd_key, self._cmd = key, cmd
+        if exit_code is not None and (self.exit_key is None or key > self.exit_key):
+            self.exit_key, self.exit_code = key, exit_code
         if inputs and (self.inputs_key is None or key > self.inputs_key):
-            self.inputs_key, self._inputs = key, _pack_refs(inputs)
-        outputs = event.outputs
+            self.inputs_key, self._inputs = key, inputs
         if outputs and (self.outputs_key is None or key > self.outputs_key):
-            self.outputs_key, self._outputs = key, _pack_refs(outputs)
-        if event.attributes:
-            if self.attrs is None:
-                self.attrs = {}
-            for k, v in event.attributes.items():
-                old = self.attrs.get(k)
+            self.outputs_key, self._outputs = key, outputs
+        if attrs:
+            mine = self.attrs
+            if mine is None:
+                mine = self.attrs = {}
+            for k, v in attrs.items():
+                old = mine.get(k)
                 if old is None or key > old[0]:
-                    self.attrs[k] = (key, v)
+                    mine[k] = (key, v)
 
     # -- derived values ----------------------------------------------------------------
 
@@ -372,8 +414,7 @@ class _Node:
             return
         merged = set(current)
         merged.update(ids)
-        if len(merged) != len(self.upstream):
-            self.upstream = tuple(sorted(sys.intern(u) for u in merged))
+        self.upstream = tuple(sorted(map(sys.intern, merged)))  # (merged has an id more)
 
     def latest(self) -> tuple[int, _Acc]:
         n = max(self.attempts)
@@ -541,47 +582,52 @@ class RunFold:
 
     def apply(self, event: ev.RunEvent) -> None:
         """Fold one event (the caller drops duplicates; see :class:`Fold`)."""
+        self.apply_facts(facts_of(event))
+
+    def apply_facts(self, f: Facts) -> None:
+        """Fold one event given as its :data:`Facts` (the caller drops duplicates)."""
+        (event_id, _, scope, pipeline_id, asset_id, node_id, attempt_id, stage_id, state, synthetic, t,
+         _, _, _, _, _, _, _, upstream, origin) = f
         self.revision += 1
-        ts = event.time
-        t = ts.seconds * 1_000_000_000 + ts.nanos
-        if event.HasField("origin"):
-            okey = (event.scope == ev.SCOPE_RUN, t, event.event_id)
+        if origin is not None:
+            okey = (scope == _SCOPE_RUN, t, event_id)
             if self._origin_key is None or okey > self._origin_key:
                 self._origin_key = okey
                 self.origin = ev.Origin()  # a copy: a sub-message would keep the whole event alive
-                self.origin.CopyFrom(event.origin)
-        scope = event.scope
-        if scope == ev.SCOPE_RUN:
-            self.acc.apply(event, t)
+                self.origin.CopyFrom(origin)
+        if state in _TERMINAL:  # rule 2: queued < running/waiting < synthetic terminal < terminal
+            rank = 2 if synthetic else 3
+        else:
+            rank = 0 if state == _QUEUED else 1
+        k = (rank, t, event_id)  # one order key per event, shared by every field it decides
+        if scope == _SCOPE_RUN:
+            self.acc.apply(f, k)
             return
-        pipe = self.pipelines.get(event.pipeline_id)
+        pipe = self.pipelines.get(pipeline_id)
         if pipe is None:
-            pipe = self.pipelines[event.pipeline_id] = _Pipeline()
-        if scope == ev.SCOPE_PIPELINE:
-            pipe.acc.apply(event, t)
+            pipe = self.pipelines[pipeline_id] = _Pipeline()
+        if scope == _SCOPE_PIPELINE:
+            pipe.acc.apply(f, k)
             return
-        asset = pipe.assets.get(event.asset_id)
+        asset = pipe.assets.get(asset_id)
         if asset is None:
-            asset = pipe.assets[event.asset_id] = _Asset()
+            asset = pipe.assets[asset_id] = _Asset()
         asset.version += 1
-        if scope == ev.SCOPE_ASSET:
-            asset.acc.apply(event, t)
+        if scope == _SCOPE_ASSET:
+            asset.acc.apply(f, k)
             return
-        node = asset.nodes.get(event.node_id)
+        node = asset.nodes.get(node_id)
         if node is None:
-            node = asset.nodes[event.node_id] = _Node()
-        k = _key(event, t)  # one order key per event, shared by every field it decides
-        stage_id = event.stage_id
+            node = asset.nodes[node_id] = _Node()
         if stage_id and (node.stage_key is None or k > node.stage_key):
             node.stage_key, node.stage = k, sys.intern(stage_id)  # a handful of stages per run
-        upstream = event.upstream_node_ids
         if upstream:
             node.add_upstream(upstream)
-        attempt = node.attempts.get(event.attempt_id)
+        attempt = node.attempts.get(attempt_id)
         if attempt is None:
-            attempt = node.attempts[event.attempt_id] = _Acc()
-        attempt.apply(event, t, k)
-        akey = (event.pipeline_id, event.asset_id, event.node_id, event.attempt_id)
+            attempt = node.attempts[attempt_id] = _Acc()
+        attempt.apply(f, k)
+        akey = (pipeline_id, asset_id, node_id, attempt_id)
         if attempt.state in _ACTIVE:
             self._active[akey] = attempt
         else:
@@ -923,7 +969,7 @@ def _depths(upstream: dict[str, set[str]]) -> dict[str, int]:
         if n in visiting:
             return 0
         visiting.add(n)
-        d = 1 + max((visit(u) for u in upstream.get(n, ())), default=-1)
+        d = 1 + max((visit(u) for u in sorted(upstream.get(n, ()))), default=-1)
         visiting.discard(n)
         depth[n] = d
         return d
@@ -956,6 +1002,23 @@ class Fold:
             run = self.runs[event.run_id] = RunFold(event.run_id)
         run.apply(event)
         return run
+
+    def apply_facts(self, facts: Iterable[Facts]) -> set[str]:
+        """Fold events given as their :data:`Facts` (what the receiver's decoder produces);
+        duplicates are dropped as by :meth:`apply`. Returns the ids of the runs that changed."""
+        runs, seen, changed = self.runs, self._seen, set()
+        for f in facts:
+            event_id, run_id = f[0], f[1]
+            if self._dedup:
+                if event_id in seen:
+                    continue
+                seen.add(event_id)
+            run = runs.get(run_id)
+            if run is None:
+                run = runs[run_id] = RunFold(run_id)
+            run.apply_facts(f)
+            changed.add(run_id)
+        return changed
 
     def drop(self, run_id: str) -> None:
         """Forget a run (retention). Its event ids stay known only in the store."""

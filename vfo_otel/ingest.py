@@ -35,9 +35,31 @@ from opentelemetry.proto.trace.v1 import trace_pb2
 from vfo_otel import conventions as c
 from vfo_otel import mapping
 from vfo_otel._gen.vfo.events.v1 import events_pb2 as ev
+from vfo_otel.fold import Facts, facts_of
 from vfo_otel.limits import Limits, check_event
 
-__all__ = ["Decoded", "RequestError", "decode_logs", "decode_traces", "parse_logs", "parse_traces"]
+__all__ = ["Decoded", "Events", "RequestError", "decode_logs", "decode_traces", "parse_logs", "parse_traces"]
+
+
+class Events(list[ev.RunEvent]):
+    """Decoded RunEvents (a list), carrying the fold's view of each one in :attr:`facts`.
+
+    ``facts[i]`` equals :func:`vfo_otel.fold.facts_of` of ``self[i]``; the decoder makes most of
+    them from the OTLP values it read anyway, without reading the message back, so that the
+    receiver can fold them (:meth:`vfo_otel.fold.Fold.apply_facts`). Only the decoder appends;
+    code that changes the list afterwards must not use ``facts``.
+    """
+
+    __slots__ = ("facts",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.facts: list[Facts] = []
+
+    def add(self, event: ev.RunEvent, facts: Facts) -> None:
+        """Append one event with its facts."""
+        self.append(event)
+        self.facts.append(facts)
 
 
 @dataclass
@@ -45,13 +67,13 @@ class Decoded:
     """The result of decoding one OTLP export request.
 
     Attributes:
-        events: valid vfo events, in request order.
+        events: valid vfo events, in request order (with their fold facts, see :class:`Events`).
         rejected: records rejected (log records, or spans with at least one bad vfo span event).
         ignored: records that are not vfo telemetry.
         errors: the first few rejection messages (for the partial_success message).
     """
 
-    events: list[ev.RunEvent] = field(default_factory=list)
+    events: Events = field(default_factory=Events)
     rejected: int = 0
     ignored: int = 0
     errors: list[str] = field(default_factory=list)
@@ -140,11 +162,21 @@ def _origin(resource: resource_pb2.Resource) -> ev.Origin:
 def decode_logs(request: logs_service_pb2.ExportLogsServiceRequest, limits: Limits) -> Decoded:
     """Decode the vfo log records of an ``ExportLogsServiceRequest``."""
     out = Decoded()
+    events, facts = out.events, out.events.facts
+    is_vfo, fast = mapping.is_vfo_log_record, mapping.log_record_event
     for rl in request.resource_logs:
         origin = _origin(rl.resource)
         for sl in rl.scope_logs:
             for i, record in enumerate(sl.log_records):
-                _decode_log_record(out, i, record, origin, limits)
+                if not is_vfo(record):
+                    out.ignored += 1
+                    continue
+                decoded = fast(record, limits, origin)  # _decode_log_record's first step, inline
+                if decoded is None:
+                    _decode_log_record(out, i, record, origin, limits)
+                else:
+                    events.append(decoded[0])
+                    facts.append(decoded[1])
     return out
 
 
@@ -154,14 +186,18 @@ def _decode_log_record(
     if not mapping.is_vfo_log_record(record):
         out.ignored += 1
         return
-    try:
+    decoded = mapping.log_record_event(record, limits, origin)  # plainly valid and within limits
+    if decoded is not None:
+        out.events.add(*decoded)
+        return
+    try:  # the reference path: decode, then truncate or reject by the limits
         event = mapping.events_from_log_record(record)
         check_event(event, limits)
     except (mapping.DecodeError, ValueError) as exc:
         out.reject(f"log record {i}", exc)
         return
     event.origin.CopyFrom(origin)
-    out.events.append(event)
+    out.events.add(event, facts_of(event))
 
 
 def decode_traces(request: trace_service_pb2.ExportTraceServiceRequest, limits: Limits) -> Decoded:
@@ -179,16 +215,18 @@ def _decode_span(out: Decoded, span: trace_pb2.Span, origin: ev.Origin, limits: 
     if not any(e.name == c.SPAN_EVENT_NAME for e in span.events):
         out.ignored += 1
         return
-    events, errors = mapping.events_from_span(span)
+    decoded, errors = mapping.span_events(span, limits, origin)
     bad: list[Exception] = list(errors)
-    for event in events:
-        try:
-            check_event(event, limits)
-        except ValueError as exc:
-            bad.append(exc)
-            continue
-        event.origin.CopyFrom(origin)
-        out.events.append(event)
+    for event, facts in decoded:
+        if facts is None:  # decoded by the reference path: truncate or reject by the limits
+            try:
+                check_event(event, limits)
+            except ValueError as exc:
+                bad.append(exc)
+                continue
+            event.origin.CopyFrom(origin)
+            facts = facts_of(event)
+        out.events.add(event, facts)
     if bad:
         out.reject(f"span {span.name!r}", bad[0])
 

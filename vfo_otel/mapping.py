@@ -11,7 +11,8 @@ Forward:
     :func:`span_event`, :func:`span_end`, :func:`log_record`, :func:`metric_points`.
 Reverse:
     :func:`event_from_attributes`, :func:`events_from_log_record`,
-    :func:`events_from_span`, :func:`otlp_attributes_to_dict`.
+    :func:`events_from_span`, :func:`otlp_attributes_to_dict`; for the receiver, which also
+    wants the fold's view of each event: :func:`log_record_event`, :func:`span_events`.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import types
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from google.protobuf import json_format
 from opentelemetry.proto.common.v1 import common_pb2
@@ -31,6 +33,10 @@ from opentelemetry.proto.trace.v1 import trace_pb2
 from vfo_otel import conventions as c
 from vfo_otel._gen.vfo.events.v1 import events_pb2 as ev
 from vfo_otel.conventions import Key
+
+if TYPE_CHECKING:
+    from vfo_otel.fold import Facts
+    from vfo_otel.limits import Limits
 
 __all__ = [
     "DecodeError",
@@ -46,6 +52,7 @@ __all__ = [
     "events_from_span",
     "is_vfo_log_record",
     "log_record",
+    "log_record_event",
     "metric_points",
     "normalize",
     "otlp_attributes_to_dict",
@@ -53,6 +60,7 @@ __all__ = [
     "scope_name",
     "span_end",
     "span_event",
+    "span_events",
     "span_id_for",
     "span_start",
     "state_name",
@@ -252,7 +260,162 @@ class MetricPoint:
     labels: dict[str, str] = field(default_factory=dict)
 
 
-def _entity_attributes(event: ev.RunEvent) -> dict[str, AttrValue]:
+#: The attributes of an event without extra attributes (read-only; shared).
+_NO_ATTRIBUTES: Mapping[str, str] = types.MappingProxyType({})
+
+
+class _Event:
+    """One event's fields as plain Python values: what the forward mapping reads.
+
+    The emitter's per-event path works on these, not on a RunEvent: the runner's handles build
+    them from their own values (nothing is read back from a protobuf message), and :meth:`of`
+    reads a RunEvent's fields once. :meth:`message` builds the RunEvent when one is asked for.
+
+    The attribute names are RunEvent's field names, except where a value is kept in another
+    form: ``time_ns`` and ``duration_ns`` (ns; None when not set), ``command``
+    (``(command_line, argv, action)`` or None), ``error`` (``(error_class, detail)`` or None).
+    ``exit_code`` is None when not set. Sequences and ``attributes`` may be shared with their
+    owner (a handle, a caller's message): they are read, never modified (the emitter replaces
+    ``attributes`` when it caps them). ``origin`` (which receivers set) is not among the fields:
+    the forward mapping never reads it.
+    """
+
+    __slots__ = (
+        "asset_id",
+        "attempt_id",
+        "attributes",
+        "command",
+        "duration_ns",
+        "error",
+        "event_id",
+        "exit_code",
+        "heartbeat",
+        "inputs",
+        "node_id",
+        "outputs",
+        "pipeline_id",
+        "previous_state",
+        "run_id",
+        "scope",
+        "sequence",
+        "source_id",
+        "stage_id",
+        "state",
+        "synthetic",
+        "time_ns",
+        "upstream_node_ids",
+    )
+
+    def __init__(
+        self,
+        scope: int,
+        state: int,
+        run_id: str,
+        pipeline_id: str = "",
+        asset_id: str = "",
+        node_id: str = "",
+        stage_id: str = "",
+        attempt_id: int = 0,
+        *,
+        event_id: str = "",
+        time_ns: int | None = None,
+        source_id: str = "",
+        sequence: int = 0,
+        previous_state: int = 0,
+        duration_ns: int | None = None,
+        exit_code: int | None = None,
+        command: tuple[str, Sequence[str], str] | None = None,
+        inputs: Sequence[ev.AssetRef] = (),
+        outputs: Sequence[ev.AssetRef] = (),
+        upstream_node_ids: Sequence[str] = (),
+        error: tuple[str, str] | None = None,
+        synthetic: bool = False,
+        heartbeat: bool = False,
+        attributes: Mapping[str, str] = _NO_ATTRIBUTES,
+    ) -> None:
+        self.scope, self.state, self.run_id = scope, state, run_id
+        self.pipeline_id, self.asset_id, self.node_id = pipeline_id, asset_id, node_id
+        self.stage_id, self.attempt_id = stage_id, attempt_id
+        self.event_id, self.time_ns, self.source_id, self.sequence = event_id, time_ns, source_id, sequence
+        self.previous_state, self.duration_ns, self.exit_code = previous_state, duration_ns, exit_code
+        self.command, self.inputs, self.outputs = command, inputs, outputs
+        self.upstream_node_ids, self.error, self.attributes = upstream_node_ids, error, attributes
+        self.synthetic, self.heartbeat = synthetic, heartbeat
+
+    @classmethod
+    def of(cls, m: ev.RunEvent) -> _Event:
+        """The fields of a RunEvent, each read once (its sub-messages, repeated fields and map are
+        read, not copied: they stay the message's, which must not change while the fields are used)."""
+        e = cls.__new__(cls)  # each field read once, set directly: cheaper than the keyword call
+        e.scope, e.state, e.run_id = m.scope, m.state, m.run_id
+        e.pipeline_id, e.asset_id, e.node_id = m.pipeline_id, m.asset_id, m.node_id
+        e.stage_id, e.attempt_id = m.stage_id, m.attempt_id
+        e.event_id, e.source_id, e.sequence = m.event_id, m.source_id, m.sequence
+        e.previous_state = m.previous_state
+        e.time_ns = m.time.ToNanoseconds() if m.HasField("time") else None
+        e.duration_ns = m.duration.ToNanoseconds() if m.HasField("duration") else None
+        e.exit_code = m.exit_code if m.HasField("exit_code") else None
+        if m.HasField("command"):
+            cmd = m.command
+            e.command = (cmd.command_line, list(cmd.argv), cmd.action)  # read once: the log and span use it
+        else:
+            e.command = None
+        if m.HasField("error"):
+            error = m.error
+            e.error = (error.error_class, error.detail)
+        else:
+            e.error = None
+        e.inputs, e.outputs, e.upstream_node_ids = m.inputs, m.outputs, m.upstream_node_ids
+        e.attributes, e.synthetic, e.heartbeat = m.attributes, m.synthetic, m.heartbeat
+        return e
+
+    def message(self) -> ev.RunEvent:
+        """The RunEvent of these fields."""
+        cmd, error = self.command, self.error
+        msg = ev.RunEvent(
+            event_id=self.event_id,
+            source_id=self.source_id,
+            sequence=self.sequence,
+            scope=self.scope,  # type: ignore[arg-type]
+            run_id=self.run_id,
+            pipeline_id=self.pipeline_id,
+            asset_id=self.asset_id,
+            node_id=self.node_id,
+            stage_id=self.stage_id,
+            attempt_id=self.attempt_id,
+            state=self.state,  # type: ignore[arg-type]
+            previous_state=self.previous_state,  # type: ignore[arg-type]
+            exit_code=self.exit_code,
+            command=None if cmd is None else ev.Command(command_line=cmd[0], argv=cmd[1], action=cmd[2]),
+            inputs=self.inputs,
+            outputs=self.outputs,
+            error=None if error is None else ev.Error(error_class=error[0], detail=error[1]),
+            upstream_node_ids=self.upstream_node_ids,
+            attributes=self.attributes,
+            synthetic=self.synthetic,
+            heartbeat=self.heartbeat,
+        )
+        if self.time_ns is not None:
+            msg.time.seconds, msg.time.nanos = divmod(self.time_ns, 1_000_000_000)
+        if self.duration_ns is not None:
+            msg.duration.FromNanoseconds(self.duration_ns)
+        return msg
+
+    def key(self) -> tuple[str, ...]:
+        """:func:`entity_key` of the event."""
+        scope = self.scope
+        if scope == _SCOPE_NODE:
+            return (self.run_id, self.pipeline_id, self.asset_id, self.node_id, str(self.attempt_id))
+        if scope == _SCOPE_ASSET:
+            return (self.run_id, self.pipeline_id, self.asset_id)
+        if scope == _SCOPE_PIPELINE:
+            return (self.run_id, self.pipeline_id)
+        if scope == ev.SCOPE_RUN:
+            return (self.run_id,)
+        raise ValueError(f"unknown or unspecified scope {scope}")
+
+
+def _entity_attributes(event: _Event) -> dict[str, AttrValue]:
     scope = event.scope
     attrs: dict[str, AttrValue] = {_K_SCOPE: scope_name(scope), _K_RUN: event.run_id}
     if scope >= _SCOPE_PIPELINE:
@@ -268,8 +431,15 @@ def _entity_attributes(event: ev.RunEvent) -> dict[str, AttrValue]:
     return attrs
 
 
-_K_SCOPE, _K_RUN, _K_PIPELINE, _K_ASSET = Key.SCOPE, Key.RUN_ID, Key.PIPELINE_ID, Key.ASSET_ID
-_K_NODE, _K_ATTEMPT, _K_STAGE = Key.NODE_ID, Key.ATTEMPT_ID, Key.STAGE_ID
+# Attribute keys as plain str (Key.X.value), not the Key members: a dict whose keys are all exact
+# str is CPython's compact kind (16 B an entry, not 24, and the str-only lookup), and every
+# attribute dict the SDK copies ours into (BoundedAttributes) inherits the kind of our keys.
+_K_SCOPE, _K_RUN, _K_PIPELINE = Key.SCOPE.value, Key.RUN_ID.value, Key.PIPELINE_ID.value
+_K_ASSET, _K_NODE, _K_ATTEMPT = Key.ASSET_ID.value, Key.NODE_ID.value, Key.ATTEMPT_ID.value
+_K_STAGE = Key.STAGE_ID.value
+_K_CICD_RUN_ID, _K_CICD_NAME = Key.CICD_PIPELINE_RUN_ID.value, Key.CICD_PIPELINE_NAME.value
+_K_TASK_NAME, _K_TASK_RUN_ID = Key.CICD_TASK_NAME.value, Key.CICD_TASK_RUN_ID.value
+_K_TASK_RESULT, _K_PIPELINE_RESULT = Key.CICD_TASK_RUN_RESULT.value, Key.CICD_PIPELINE_RESULT.value
 _SCOPE_PIPELINE, _SCOPE_ASSET, _SCOPE_NODE = ev.SCOPE_PIPELINE, ev.SCOPE_ASSET, ev.SCOPE_NODE
 
 
@@ -311,17 +481,19 @@ def _refs_to_json(refs: Sequence[ev.AssetRef]) -> str:
 _json_str = json.encoder.encode_basestring  # what json.dumps(ensure_ascii=False) escapes str with
 
 
-# Attribute keys as module constants: an Enum member lookup (Key.X) costs ~65 ns, a global ~5 ns.
-_K_EVENT_ID, _K_STATE, _K_SOURCE, _K_SEQUENCE = Key.EVENT_ID, Key.STATE, Key.EVENT_SOURCE, Key.EVENT_SEQUENCE
-_K_PREVIOUS, _K_DURATION, _K_EXIT = Key.PREVIOUS_STATE, Key.DURATION_NS, Key.EXIT_CODE
-_K_LINE = Key.COMMAND_LINE
-_K_ARGS, _K_ACTION, _K_INPUTS, _K_OUTPUTS = Key.COMMAND_ARGS, Key.ACTION, Key.INPUTS, Key.OUTPUTS
-_K_UPSTREAM, _K_ERROR_TYPE, _K_DETAIL = Key.UPSTREAM, Key.ERROR_TYPE, Key.ERROR_DETAIL
-_K_SYNTHETIC, _K_HEARTBEAT = Key.SYNTHETIC, Key.HEARTBEAT
+# Attribute keys as module constants (plain str, see _K_SCOPE): an Enum member lookup (Key.X)
+# costs ~65 ns, a global ~5 ns.
+_K_EVENT_ID, _K_STATE, _K_SOURCE = Key.EVENT_ID.value, Key.STATE.value, Key.EVENT_SOURCE.value
+_K_SEQUENCE, _K_PREVIOUS = Key.EVENT_SEQUENCE.value, Key.PREVIOUS_STATE.value
+_K_DURATION, _K_EXIT = Key.DURATION_NS.value, Key.EXIT_CODE.value
+_K_LINE, _K_ARGS, _K_ACTION = Key.COMMAND_LINE.value, Key.COMMAND_ARGS.value, Key.ACTION.value
+_K_INPUTS, _K_OUTPUTS, _K_UPSTREAM = Key.INPUTS.value, Key.OUTPUTS.value, Key.UPSTREAM.value
+_K_ERROR_TYPE, _K_DETAIL = Key.ERROR_TYPE.value, Key.ERROR_DETAIL.value
+_K_SYNTHETIC, _K_HEARTBEAT = Key.SYNTHETIC.value, Key.HEARTBEAT.value
 _STATE_NAMES = c.STATE_NAMES
 
 
-def _transition_attributes(event: ev.RunEvent) -> dict[str, AttrValue]:
+def _transition_attributes(event: _Event) -> dict[str, AttrValue]:
     """The per-event fields (everything but the entity)."""
     attrs: dict[str, AttrValue] = {
         _K_EVENT_ID: event.event_id,
@@ -334,30 +506,32 @@ def _transition_attributes(event: ev.RunEvent) -> dict[str, AttrValue]:
     previous = event.previous_state
     if previous:
         attrs[_K_PREVIOUS] = _STATE_NAMES.get(previous) or state_name(previous)
-    if event.HasField("duration"):
-        attrs[_K_DURATION] = event.duration.ToNanoseconds()
-    if event.HasField("exit_code"):
+    if event.duration_ns is not None:
+        attrs[_K_DURATION] = event.duration_ns
+    if event.exit_code is not None:
         attrs[_K_EXIT] = event.exit_code
-    if event.HasField("command"):
-        cmd = event.command
-        if cmd.command_line:
-            attrs[_K_LINE] = cmd.command_line
-        if cmd.argv:
-            attrs[_K_ARGS] = list(cmd.argv)
-        if cmd.action:
-            attrs[_K_ACTION] = cmd.action
+    cmd = event.command
+    if cmd is not None:
+        command_line, argv, action = cmd
+        if command_line:
+            attrs[_K_LINE] = command_line
+        if argv:
+            attrs[_K_ARGS] = list(argv)
+        if action:
+            attrs[_K_ACTION] = action
     if event.inputs:
         attrs[_K_INPUTS] = _refs_to_json(event.inputs)
     if event.outputs:
         attrs[_K_OUTPUTS] = _refs_to_json(event.outputs)
     if event.upstream_node_ids:
         attrs[_K_UPSTREAM] = list(event.upstream_node_ids)
-    if event.HasField("error"):
-        error = event.error
-        if error.error_class:
-            attrs[_K_ERROR_TYPE] = error.error_class
-        if error.detail:
-            attrs[_K_DETAIL] = error.detail
+    error = event.error
+    if error is not None:
+        error_class, detail = error
+        if error_class:
+            attrs[_K_ERROR_TYPE] = error_class
+        if detail:
+            attrs[_K_DETAIL] = detail
     if event.synthetic:
         attrs[_K_SYNTHETIC] = True
     if event.heartbeat:
@@ -375,28 +549,27 @@ def span_start(event: ev.RunEvent) -> SpanStartData:
     Raises:
         ValueError: unspecified scope.
     """
-    return _span_start(event, entity_key(event), _entity_attributes(event))
+    fields = _Event.of(event)
+    return SpanStartData(*_span_start(fields, fields.key(), _entity_attributes(fields)))
 
 
-def _span_start(event: ev.RunEvent, key: tuple[str, ...], entity: Mapping[str, AttrValue]) -> SpanStartData:
-    """:func:`span_start` with the event's entity key and entity attributes (copied, not kept)."""
+def _span_start(
+    event: _Event, key: tuple[str, ...], entity: Mapping[str, AttrValue]
+) -> tuple[str, int, int, int | None, dict[str, AttrValue]]:
+    """:func:`span_start`'s fields as a tuple (name, trace id, span id, parent span id, attributes),
+    from the event's entity key and entity attributes (copied, not kept): the emitter's path."""
     scope = scope_name(event.scope)
     name = c.SPAN_NAMES[scope].format(pipeline_id=event.pipeline_id, node_id=event.node_id)
     attrs = dict(entity)
-    attrs[Key.CICD_PIPELINE_RUN_ID] = event.run_id
-    if event.scope >= ev.SCOPE_PIPELINE:
-        attrs[Key.CICD_PIPELINE_NAME] = event.pipeline_id
-    if event.scope == ev.SCOPE_NODE:
-        attrs[Key.CICD_TASK_NAME] = event.node_id
-        attrs[Key.CICD_TASK_RUN_ID] = "/".join(key[1:])
+    attrs[_K_CICD_RUN_ID] = event.run_id
+    if event.scope >= _SCOPE_PIPELINE:
+        attrs[_K_CICD_NAME] = event.pipeline_id
+    if event.scope == _SCOPE_NODE:
+        attrs[_K_TASK_NAME] = event.node_id
+        attrs[_K_TASK_RUN_ID] = "/".join(key[1:])
     parent = parent_key(key)
-    return SpanStartData(
-        name=name,
-        trace_id=trace_id_for_run(event.run_id),
-        span_id=span_id_for(key),
-        parent_span_id=span_id_for(parent) if parent else None,
-        attributes=attrs,
-    )
+    parent_span_id = span_id_for(parent) if parent else None
+    return name, trace_id_for_run(event.run_id), span_id_for(key), parent_span_id, attrs
 
 
 def span_event(event: ev.RunEvent) -> SpanEventData:
@@ -405,30 +578,39 @@ def span_event(event: ev.RunEvent) -> SpanEventData:
     Its ``attributes`` are the event's transition attributes, which :func:`log_record` can
     take as ``transition=`` instead of computing them a second time.
     """
-    return SpanEventData(c.SPAN_EVENT_NAME, _transition_attributes(event), event.time.ToNanoseconds())
+    attrs = _transition_attributes(_Event.of(event))
+    return SpanEventData(c.SPAN_EVENT_NAME, attrs, event.time.ToNanoseconds())
 
 
 def span_end(event: ev.RunEvent) -> SpanStatusData:
     """Status and end attributes for a terminal event (ERROR with ``error.type`` when failed)."""
-    attrs: dict[str, AttrValue] = {Key.STATE: state_name(event.state)}
+    return SpanStatusData(*_span_end(_Event.of(event)))
+
+
+def _span_end(event: _Event) -> tuple[bool, str, dict[str, AttrValue]]:
+    """:func:`span_end`'s fields as a tuple (ok, description, attributes): the emitter's path."""
+    attrs: dict[str, AttrValue] = {_K_STATE: state_name(event.state)}
     result = c.CICD_RESULT.get(event.state)
     if result:
-        attrs[Key.CICD_TASK_RUN_RESULT if event.scope == ev.SCOPE_NODE else Key.CICD_PIPELINE_RESULT] = result
-    if event.HasField("exit_code"):
-        attrs[Key.EXIT_CODE] = event.exit_code
-    if event.command.command_line:
-        attrs[Key.COMMAND_LINE] = event.command.command_line
-    if event.command.argv:
-        attrs[Key.COMMAND_ARGS] = list(event.command.argv)
-    if event.command.action:
-        attrs[Key.ACTION] = event.command.action
-    if event.state == ev.STATE_FAILED:
-        attrs[Key.ERROR_TYPE] = event.error.error_class or "_OTHER"
-        return SpanStatusData(False, event.error.detail[:1024], attrs)
-    return SpanStatusData(True, "", attrs)
+        attrs[_K_TASK_RESULT if event.scope == _SCOPE_NODE else _K_PIPELINE_RESULT] = result
+    if event.exit_code is not None:
+        attrs[_K_EXIT] = event.exit_code
+    if event.command is not None:
+        command_line, argv, action = event.command
+        if command_line:
+            attrs[_K_LINE] = command_line
+        if argv:
+            attrs[_K_ARGS] = list(argv)
+        if action:
+            attrs[_K_ACTION] = action
+    if event.state == _STATE_FAILED:
+        error_class, detail = event.error or ("", "")
+        attrs[_K_ERROR_TYPE] = error_class or "_OTHER"
+        return False, detail[:1024], attrs
+    return True, "", attrs
 
 
-def _body_prefix(event: ev.RunEvent) -> str:
+def _body_prefix(event: _Event) -> str:
     """The entity part of the log body (``node n1 attempt 1 for a1 in p``); the same for all its events."""
     scope = event.scope  # only the text of the event's own scope is built
     if scope == _SCOPE_NODE:
@@ -442,13 +624,13 @@ def _body_prefix(event: ev.RunEvent) -> str:
     raise ValueError(f"unknown or unspecified scope {scope}")
 
 
-def _body(event: ev.RunEvent, prefix: str | None = None) -> str:
+def _body(event: _Event, prefix: str | None = None) -> str:
     """The log body; ``prefix`` is :func:`_body_prefix` of the event when the caller has it."""
     what = _body_prefix(event) if prefix is None else prefix
-    text = f"{what} {state_name(event.state)}"
-    if event.state == ev.STATE_FAILED and event.error.error_class:
-        text += f": {event.error.error_class}"
-    if event.HasField("exit_code"):
+    text = f"{what} {_STATE_NAMES.get(event.state) or state_name(event.state)}"
+    if event.state == _STATE_FAILED and event.error is not None and event.error[0]:
+        text += f": {event.error[0]}"
+    if event.exit_code is not None:
         text += f" (exit {event.exit_code})"
     return text
 
@@ -461,8 +643,9 @@ def log_record(event: ev.RunEvent, *, transition: Mapping[str, AttrValue] | None
         transition: the event's transition attributes when the caller already has them
             (``span_event(event).attributes``); they are copied, not kept.
     """
+    fields = _Event.of(event)
     severity_number, severity_text, body, event_name, attrs = _log_record_fields(
-        event, _transition_attributes(event) if transition is None else transition
+        fields, _transition_attributes(fields) if transition is None else transition
     )
     return LogRecordData(
         timestamp_ns=event.time.ToNanoseconds(),
@@ -472,12 +655,12 @@ def log_record(event: ev.RunEvent, *, transition: Mapping[str, AttrValue] | None
         event_name=event_name,
         attributes=attrs,
         trace_id=trace_id_for_run(event.run_id),
-        span_id=span_id_for(entity_key(event)),
+        span_id=span_id_for(fields.key()),
     )
 
 
 def _log_record_fields(
-    event: ev.RunEvent, transition: Mapping[str, AttrValue], parts: _EntityParts | None = None
+    event: _Event, transition: Mapping[str, AttrValue], parts: _EntityParts | None = None
 ) -> tuple[int, str, str, str, dict[str, AttrValue]]:
     """:func:`log_record`'s severity number and text, body, event name and attributes.
 
@@ -510,7 +693,7 @@ class _EntityParts(NamedTuple):
     active_labels: dict[str, str]  # vfo.nodes.active: pipeline id, stage id
 
 
-def _metric_labels(event: ev.RunEvent) -> tuple[dict[str, str], dict[str, str]]:
+def _metric_labels(event: _Event) -> tuple[dict[str, str], dict[str, str]]:
     """The base labels of every metric of the event, and the labels of ``vfo.nodes.active``."""
     scope, pipeline_id, stage_id = event.scope, event.pipeline_id, event.stage_id
     base: dict[str, str] = {_K_SCOPE: scope_name(scope)}
@@ -523,7 +706,7 @@ def _metric_labels(event: ev.RunEvent) -> tuple[dict[str, str], dict[str, str]]:
     return base, active
 
 
-def _entity_parts(event: ev.RunEvent) -> _EntityParts:
+def _entity_parts(event: _Event) -> _EntityParts:
     """The :class:`_EntityParts` of the event's entity at the event's stage id."""
     base, active = _metric_labels(event)
     return _EntityParts(event.stage_id, _entity_attributes(event), _body_prefix(event), base, active)
@@ -539,11 +722,11 @@ def metric_points(event: ev.RunEvent) -> list[MetricPoint]:
     when it leaves it, judged by ``previous_state`` (the emitter fills it in).
     A heartbeat is no transition: it has no metric points.
     """
-    return [MetricPoint(name, value, labels) for name, value, labels in _metric_updates(event)]
+    return [MetricPoint(name, value, labels) for name, value, labels in _metric_updates(_Event.of(event))]
 
 
 def _metric_updates(
-    event: ev.RunEvent, parts: _EntityParts | None = None
+    event: _Event, parts: _EntityParts | None = None
 ) -> list[tuple[str, float, dict[str, str]]]:
     """:func:`metric_points` as (name, value, labels) tuples: the emitter's per-event path
     (``parts``: the live entity's :func:`_entity_parts`, when the caller has them).
@@ -560,11 +743,11 @@ def _metric_updates(
     else:
         base, active_base = parts.metric_base, parts.active_labels
     points: list[tuple[str, float, dict[str, str]]] = [("vfo.transitions", 1, {**base, _K_STATE: state})]
-    if state_num in _TERMINAL and event.HasField("duration"):
-        seconds = max(event.duration.ToNanoseconds(), 0) / 1e9
+    if state_num in _TERMINAL and event.duration_ns is not None:
+        seconds = max(event.duration_ns, 0) / 1e9
         points.append(("vfo.duration", seconds, {**base, _K_STATE: state}))
     if state_num == _STATE_FAILED:
-        error_type = event.error.error_class or "_OTHER"
+        error_type = (event.error[0] if event.error is not None else "") or "_OTHER"
         points.append(("vfo.errors", 1, {**base, _K_ERROR_TYPE: error_type}))
     if scope == _SCOPE_NODE:
         previous = event.previous_state
@@ -800,8 +983,8 @@ def events_from_log_record(record: logs_pb2.LogRecord) -> ev.RunEvent:
     """
     time_ns = record.time_unix_nano or record.observed_time_unix_nano
     try:
-        typed, extras = _typed_attributes(record.attributes)
-        return _event_from_typed(typed, extras, time_ns)
+        values, extras = _typed_attributes(record.attributes)
+        return _fast_event(values, extras, time_ns, None, None)[0]
     except (_Slow, DecodeError, ValueError):  # the reference path decides, and words any error
         return event_from_attributes(otlp_attributes_to_dict(record.attributes), time_ns)
 
@@ -815,22 +998,63 @@ def events_from_span(span: trace_pb2.Span) -> tuple[list[ev.RunEvent], list[Deco
     Returns:
         (events, errors): one entry per vfo span event, decoded or rejected.
     """
+    decoded, errors = span_events(span, None, None)
+    return [event for event, _ in decoded], errors
+
+
+def log_record_event(
+    record: logs_pb2.LogRecord, limits: Limits, origin: ev.Origin
+) -> tuple[ev.RunEvent, Facts] | None:
+    """The receiver's one-pass decoding of a log record that is plainly valid and within limits.
+
+    Returns:
+        (event, facts): the RunEvent that :func:`events_from_log_record` gives, with ``origin``
+        set, which :func:`vfo_otel.limits.check_event` would leave as it is (every id and text
+        is within ``limits``), and its :data:`vfo_otel.fold.Facts`. None for any other record:
+        decode that one with :func:`events_from_log_record` and ``check_event``, which accept,
+        truncate or reject it and word any error. Raises nothing.
+    """
     try:
-        fast_entity: dict[str, Any] | None = _typed_entity(span.attributes)
+        values, extras = _typed_attributes(record.attributes)
+        time_ns = record.time_unix_nano or record.observed_time_unix_nano
+        return _fast_event(values, extras, time_ns, limits, origin)  # type: ignore[return-value]
+    except (_Slow, DecodeError, ValueError):
+        return None
+
+
+def span_events(
+    span: trace_pb2.Span, limits: Limits | None, origin: ev.Origin | None
+) -> tuple[list[tuple[ev.RunEvent, Facts | None]], list[DecodeError]]:
+    """:func:`events_from_span` for the receiver: each event with its facts when the one-pass decoder took it.
+
+    Args:
+        span: the OTLP span.
+        limits: when given, the one-pass decoder takes only events within them.
+        origin: set on the events the one-pass decoder takes (with ``limits``).
+
+    Returns:
+        (decoded, errors): per vfo span event, in order, either ``(event, facts)`` (one-pass,
+        with ``limits``: origin set, within limits, facts as :data:`vfo_otel.fold.Facts`) or
+        ``(event, None)`` (the reference path's event, or one-pass without ``limits``: not
+        checked against limits, no origin), or a DecodeError in ``errors``.
+    """
+    try:
+        fast_entity: list[Any] | None = _typed_entity(span.attributes)
     except _Slow:
         fast_entity = None
     entity: dict[str, Any] | None = None  # the reference path's, built when first needed
-    events: list[ev.RunEvent] = []
+    decoded: list[tuple[ev.RunEvent, Facts | None]] = []
     errors: list[DecodeError] = []
     for span_ev in span.events:
         if span_ev.name != c.SPAN_EVENT_NAME:
             continue
         if fast_entity is not None:
             try:
-                typed, extras = _typed_attributes(span_ev.attributes)
-                merged = dict(fast_entity)
-                merged.update(typed)
-                events.append(_event_from_typed(merged, extras, span_ev.time_unix_nano))
+                values, extras = _typed_attributes(span_ev.attributes)
+                for i in _ENTITY_SLOTS:  # span-event keys win
+                    if values[i] is None:
+                        values[i] = fast_entity[i]
+                decoded.append(_fast_event(values, extras, span_ev.time_unix_nano, limits, origin))
                 continue
             except (_Slow, DecodeError, ValueError):
                 pass
@@ -840,10 +1064,10 @@ def events_from_span(span: trace_pb2.Span) -> tuple[list[ev.RunEvent], list[Deco
         attrs = dict(entity)
         attrs.update(otlp_attributes_to_dict(span_ev.attributes))
         try:
-            events.append(event_from_attributes(attrs, span_ev.time_unix_nano))
+            decoded.append((event_from_attributes(attrs, span_ev.time_unix_nano), None))
         except DecodeError as exc:
             errors.append(exc)
-    return events, errors
+    return decoded, errors
 
 
 _ENTITY_KEYS = frozenset(
@@ -855,10 +1079,11 @@ _ENTITY_KEYS = frozenset(
 # ---------------------------------------------------------------------------
 #
 # The fast path decodes only records that are plainly valid: every known key at most once,
-# with the AnyValue kind the forward mapping writes, every value in range. On anything else it
-# raises _Slow, and the callers decode the record again with the reference path
-# (otlp_attributes_to_dict + event_from_attributes), which accepts or rejects it and words the
-# error. So the fast path changes no result: it is the reference path for valid input, faster.
+# with the AnyValue kind the forward mapping writes, every value in range (and, for the
+# receiver, every id and text within its Limits). On anything else it raises _Slow, and the
+# callers decode the record again with the reference path (otlp_attributes_to_dict +
+# event_from_attributes, then check_event), which accepts or rejects it and words the error.
+# So the fast path changes no result: it is the reference path for valid input, faster.
 
 
 class _Slow(Exception):
@@ -876,173 +1101,286 @@ _R_LINE, _R_ARGS, _R_ACTION = str(Key.COMMAND_LINE), str(Key.COMMAND_ARGS), str(
 _R_INPUTS, _R_OUTPUTS, _R_UPSTREAM = str(Key.INPUTS), str(Key.OUTPUTS), str(Key.UPSTREAM)
 _R_ERROR_TYPE, _R_DETAIL = str(Key.ERROR_TYPE), str(Key.ERROR_DETAIL)
 _R_SYNTHETIC, _R_HEARTBEAT = str(Key.SYNTHETIC), str(Key.HEARTBEAT)
-#: The AnyValue kind of every canonical key (as the forward mapping writes it).
-_KIND: dict[str, str] = {
-    _R_EVENT_ID: _STR,
-    _R_SCOPE: _STR,
-    _R_STATE: _STR,
-    _R_PREVIOUS: _STR,
-    _R_RUN: _STR,
-    _R_PIPELINE: _STR,
-    _R_ASSET: _STR,
-    _R_NODE: _STR,
-    _R_STAGE: _STR,
-    _R_ATTEMPT: _INT,
-    _R_SOURCE: _STR,
-    _R_SEQUENCE: _INT,
-    _R_DURATION: _INT,
-    _R_EXIT: _INT,
-    _R_LINE: _STR,
-    _R_ARGS: _ARRAY,
-    _R_ACTION: _STR,
-    _R_INPUTS: _STR,
-    _R_OUTPUTS: _STR,
-    _R_UPSTREAM: _ARRAY,
-    _R_ERROR_TYPE: _STR,
-    _R_DETAIL: _STR,
-    _R_SYNTHETIC: _BOOL,
-    _R_HEARTBEAT: _BOOL,
-}
-_ENTITY_KIND = {k: v for k, v in _KIND.items() if k in _ENTITY_KEYS}
+#: Every canonical key has a slot in the list _typed_attributes returns (the order _fast_event
+#: unpacks), grouped by the AnyValue kind the forward mapping writes.
+_STR_KEYS = (
+    _R_EVENT_ID, _R_SCOPE, _R_STATE, _R_PREVIOUS, _R_RUN, _R_PIPELINE, _R_ASSET, _R_NODE, _R_STAGE,
+    _R_SOURCE, _R_LINE, _R_ACTION, _R_INPUTS, _R_OUTPUTS, _R_ERROR_TYPE, _R_DETAIL,
+)
+_INT_KEYS = (_R_ATTEMPT, _R_SEQUENCE, _R_DURATION, _R_EXIT)
+_ARRAY_KEYS = (_R_ARGS, _R_UPSTREAM)  # arrays of strings
+_BOOL_KEYS = (_R_SYNTHETIC, _R_HEARTBEAT)
+_SLOT_KEYS = _STR_KEYS + _INT_KEYS + _ARRAY_KEYS + _BOOL_KEYS
+_SLOT = {key: i for i, key in enumerate(_SLOT_KEYS)}
+_END_STR = len(_STR_KEYS)  # slot ranges of the kinds
+_END_INT = _END_STR + len(_INT_KEYS)
+_END_ARRAY = _END_INT + len(_ARRAY_KEYS)
+_NO_VALUES: list[Any] = [None] * len(_SLOT_KEYS)
+_ENTITY_SLOTS = tuple(_SLOT[str(k)] for k in sorted(_ENTITY_KEYS))
 _EXTRA = c.ATTR_PREFIX_EXTRA
 _EXTRA_LEN = len(_EXTRA)
-_U32, _U64, _I31 = 2**32 - 1, 2**64, 2**31
+_U32, _U64, _I31, _NS = 2**32 - 1, 2**64, 2**31, 1_000_000_000
+_SCOPE_PIPELINE, _SCOPE_ASSET, _SCOPE_NODE = ev.SCOPE_PIPELINE, ev.SCOPE_ASSET, ev.SCOPE_NODE
+_RunEvent, _AssetRef = ev.RunEvent, ev.AssetRef
+_SCOPE_OF = cast("dict[str, ev.Scope]", _SCOPE_BY_NAME)
+_STATE_OF = cast("dict[str, ev.State]", _STATE_BY_NAME)
 
 
-def _typed_attributes(
-    attributes: Iterable[common_pb2.KeyValue],
-) -> tuple[dict[str, Any], list[tuple[str, str]]]:
-    """The canonical keys' values (type-checked) and the ``vfo.attr.*`` extras (suffix, value)."""
-    out: dict[str, Any] = {}
-    extras: list[tuple[str, str]] = []
+def _typed_attributes(attributes: Iterable[common_pb2.KeyValue]) -> tuple[list[Any], dict[str, str] | None]:
+    """The canonical keys' values by slot (type-checked; None when absent) and the ``vfo.attr.*``
+    extras (suffix -> value; None when there are none).
+
+    A value of a oneof member that is not its default proves that member is the one set, so the
+    kind is read (``WhichOneof``) only for empty strings, zeros, empty arrays and False.
+    """
+    values = _NO_VALUES.copy()
+    extras: dict[str, str] | None = None
+    v: Any
     for kv in attributes:
         key = kv.key
-        want = _KIND.get(key)
-        if want is None:
+        i = _SLOT.get(key)
+        if i is None:
             if key.startswith(_EXTRA):
                 value = kv.value
-                if key in out or value.WhichOneof("value") != _STR:
+                v = value.string_value
+                if not v and value.WhichOneof("value") != _STR:
                     raise _Slow
-                out[key] = None  # marks the key as seen (duplicates go the reference way)
-                extras.append((key[_EXTRA_LEN:], value.string_value))
+                suffix = key[_EXTRA_LEN:]
+                if extras is None:
+                    extras = {}
+                elif suffix in extras:  # a repeated key: the reference path keeps the last
+                    raise _Slow
+                extras[suffix] = v
             continue
-        value = kv.value
-        kind: str | None = value.WhichOneof("value")
-        if key in out or kind != want:
+        if values[i] is not None:
             raise _Slow
-        if want is _ARRAY:
-            items = []
-            for item in value.array_value.values:
-                if item.WhichOneof("value") != _STR:
-                    raise _Slow
-                items.append(item.string_value)
-            out[key] = items
+        value = kv.value
+        if i < _END_STR:
+            v = value.string_value
+            if not v and value.WhichOneof("value") != _STR:
+                raise _Slow
+        elif i < _END_INT:
+            v = value.int_value
+            if not v and value.WhichOneof("value") != _INT:
+                raise _Slow
+        elif i < _END_ARRAY:
+            items = value.array_value.values
+            if not items and value.WhichOneof("value") != _ARRAY:
+                raise _Slow
+            v = [item.string_value for item in items]
+            if not all(v):  # an empty string, or an item of another kind
+                for item in items:
+                    if not item.string_value and item.WhichOneof("value") != _STR:
+                        raise _Slow
         else:
-            out[key] = getattr(value, want)
-    return out, extras
+            v = value.bool_value
+            if not v and value.WhichOneof("value") != _BOOL:
+                raise _Slow
+        values[i] = v
+    return values, extras
 
 
-def _typed_entity(attributes: Iterable[common_pb2.KeyValue]) -> dict[str, Any]:
-    """The entity keys of a span's attributes (type-checked); other keys are not read."""
-    out: dict[str, Any] = {}
+def _typed_entity(attributes: Iterable[common_pb2.KeyValue]) -> list[Any]:
+    """The entity keys of a span's attributes by slot (type-checked); other keys are not read."""
+    values = _NO_VALUES.copy()
+    v: Any
     for kv in attributes:
         key = kv.key
-        want = _ENTITY_KIND.get(key)
-        if want is None:
+        if key not in _ENTITY_KEYS:
             continue
-        value = kv.value
-        kind: str | None = value.WhichOneof("value")
-        if key in out or kind != want:
+        i = _SLOT[key]
+        if values[i] is not None:
             raise _Slow
-        out[key] = getattr(value, want)
-    return out
+        value = kv.value
+        if i < _END_STR:
+            v = value.string_value
+            if not v and value.WhichOneof("value") != _STR:
+                raise _Slow
+        else:  # the attempt id
+            v = value.int_value
+            if not v and value.WhichOneof("value") != _INT:
+                raise _Slow
+        values[i] = v
+    return values
 
 
-def _event_from_typed(a: dict[str, Any], extras: list[tuple[str, str]], time_ns: int) -> ev.RunEvent:
-    """:func:`event_from_attributes` for type-checked values; raises _Slow where it would raise."""
-    get = a.get
-    event_id = get(_R_EVENT_ID)
-    scope = _SCOPE_BY_NAME.get(get(_R_SCOPE))  # type: ignore[arg-type]
-    state = _STATE_BY_NAME.get(get(_R_STATE))  # type: ignore[arg-type]
-    run_id = get(_R_RUN)
+#: JSON text of ``vfo.inputs``/``vfo.outputs`` -> the refs packed as RunEvent field 17 and as
+#: field 18. Every node of an asset names the same inputs, so the same text comes again and again.
+_REFS: dict[str, tuple[bytes, bytes]] = {}
+_REFS_MAX, _REFS_MAX_TEXT = 256, 2048  # at most ~1 MB
+
+
+def _frame(tag: bytes, datas: list[bytes]) -> bytes:
+    """Serialized AssetRefs as one repeated field of RunEvent (``tag``: its key bytes)."""
+    parts = []
+    for data in datas:
+        n = len(data)
+        if n < 0x80:
+            parts.append(tag + bytes((n,)))
+        else:
+            head = bytearray(tag)
+            while n >= 0x80:
+                head.append((n & 0x7F) | 0x80)
+                n >>= 7
+            head.append(n)
+            parts.append(bytes(head))
+        parts.append(data)
+    return b"".join(parts)
+
+
+def _packed_refs(text: str) -> tuple[bytes, bytes]:
+    """:func:`_refs_from_json` for plainly valid text, as (field 17 bytes, field 18 bytes); raises _Slow."""
+    packed = _REFS.get(text)
+    if packed is not None:
+        return packed
+    try:
+        items = json.loads(text)
+    except ValueError:
+        raise _Slow from None
+    if type(items) is not list:
+        raise _Slow
+    datas = []
+    for item in items:
+        fields = _ref_fields(item)
+        if fields is None:
+            raise _Slow
+        try:
+            datas.append(_AssetRef(**fields).SerializeToString())
+        except ValueError:  # e.g. a lone surrogate from a JSON escape
+            raise _Slow from None
+    packed = (_frame(b"\x8a\x01", datas), _frame(b"\x92\x01", datas))
+    if len(text) <= _REFS_MAX_TEXT:
+        if len(_REFS) >= _REFS_MAX:
+            _REFS.clear()
+        _REFS[text] = packed
+    return packed
+
+
+def _fast_event(
+    values: list[Any],
+    extras: dict[str, str] | None,
+    time_ns: int,
+    limits: Limits | None,
+    origin: ev.Origin | None,
+) -> tuple[ev.RunEvent, Facts | None]:
+    """:func:`event_from_attributes` for type-checked values by slot; raises _Slow where it would
+    raise. With ``limits``: also raises _Slow where check_event would change or reject the event,
+    sets ``origin``, and returns the event's fold facts (else None)."""
+    (event_id, scope_name, state_name, previous_name, run_id, pipeline_id, asset_id, node_id, stage_id,
+     source, line, action, inputs, outputs, error_class, detail,
+     attempt, seq, duration, exit_code, argv, upstream, synthetic, heartbeat) = values
+    scope = _SCOPE_OF.get(scope_name)
+    state = _STATE_OF.get(state_name)
     if not event_id or scope is None or state is None or not run_id:
         raise _Slow
-    event = ev.RunEvent(event_id=event_id, scope=scope, state=state, run_id=run_id)  # type: ignore[arg-type]
-    event.time.FromNanoseconds(time_ns)
-    previous = get(_R_PREVIOUS)
+    previous = None
+    if previous_name is not None:
+        previous = _STATE_OF.get(previous_name)
+        if previous is None:
+            raise _Slow
+    if scope >= _SCOPE_PIPELINE and not pipeline_id:
+        raise _Slow
+    if scope >= _SCOPE_ASSET and not asset_id:
+        raise _Slow
+    if scope == _SCOPE_NODE and (not node_id or attempt is None):
+        raise _Slow
+    if attempt is not None and not 1 <= attempt <= _U32:
+        raise _Slow
+    if seq is not None and not 0 <= seq < _U64:
+        raise _Slow
+    if exit_code is not None and not -_I31 <= exit_code < _I31:
+        raise _Slow
+    if limits is not None:  # what check_event would look at: nothing may need a change
+        pipeline_id, asset_id, node_id = pipeline_id or "", asset_id or "", node_id or ""
+        stage_id, source = stage_id or "", source or ""
+        most = limits.max_id_length
+        each = (event_id, run_id, pipeline_id, asset_id, node_id, stage_id, source)
+        ids = "".join(each)
+        if len(ids) > most and max(map(len, each)) > most:  # (all are short, most often)
+            raise _Slow
+        if not ids.isprintable():  # (Cc and Cs are never printable)
+            raise _Slow
+        if upstream:
+            joined = "".join(upstream)
+            if (len(joined) > most and max(map(len, upstream)) > most) or not joined.isprintable():
+                raise _Slow
+        if detail and len(detail) > limits.max_detail_length:
+            raise _Slow
+        if line and len(line) > limits.max_command_length:
+            raise _Slow
+        if argv and sum(map(len, argv)) > limits.max_command_length:
+            raise _Slow
+        if extras:
+            most = limits.max_attribute_length
+            for v in extras.values():
+                if len(v) > most:
+                    raise _Slow
+    event = _RunEvent(  # (a keyword given as None costs as much as one set afterwards)
+        event_id=event_id,
+        scope=scope,
+        state=state,
+        run_id=run_id,
+        pipeline_id=pipeline_id,
+        asset_id=asset_id,
+        node_id=node_id,
+        stage_id=stage_id,
+        attempt_id=attempt,
+        source_id=source,
+        sequence=seq,
+        origin=origin,
+    )
     if previous is not None:
-        prev = _STATE_BY_NAME.get(previous)
-        if prev is None:
-            raise _Slow
-        event.previous_state = prev  # type: ignore[assignment]
-    pipeline_id, asset_id, node_id = get(_R_PIPELINE), get(_R_ASSET), get(_R_NODE)
-    attempt = get(_R_ATTEMPT)
-    if scope >= ev.SCOPE_PIPELINE and not pipeline_id:
-        raise _Slow
-    if scope >= ev.SCOPE_ASSET and not asset_id:
-        raise _Slow
-    if scope == ev.SCOPE_NODE and (not node_id or attempt is None):
-        raise _Slow
-    if pipeline_id:
-        event.pipeline_id = pipeline_id
-    if asset_id:
-        event.asset_id = asset_id
-    if node_id:
-        event.node_id = node_id
-    stage_id = get(_R_STAGE)
-    if stage_id:
-        event.stage_id = stage_id
-    if attempt is not None:
-        if not 1 <= attempt <= _U32:
-            raise _Slow
-        event.attempt_id = attempt
-    source = get(_R_SOURCE)
-    if source:
-        event.source_id = source
-    seq = get(_R_SEQUENCE)
-    if seq is not None:
-        if not 0 <= seq < _U64:
-            raise _Slow
-        event.sequence = seq
-    duration = get(_R_DURATION)
-    if duration is not None:
-        event.duration.FromNanoseconds(duration)
-    exit_code = get(_R_EXIT)
+        event.previous_state = previous
     if exit_code is not None:
-        if not -_I31 <= exit_code < _I31:
-            raise _Slow
         event.exit_code = exit_code
-    line, argv, action = get(_R_LINE), get(_R_ARGS), get(_R_ACTION)
-    if line or argv or action:
-        cmd = event.command
-        if line:
-            cmd.command_line = line
-        if argv:
-            cmd.argv.extend(argv)
-        if action:
-            cmd.action = action
-    inputs = get(_R_INPUTS)
-    if inputs is not None:
-        event.inputs.extend(_refs_from_json(_R_INPUTS, inputs))
-    outputs = get(_R_OUTPUTS)
-    if outputs is not None:
-        event.outputs.extend(_refs_from_json(_R_OUTPUTS, outputs))
-    upstream = get(_R_UPSTREAM)
     if upstream:
         event.upstream_node_ids.extend(upstream)
-    error_class, detail = get(_R_ERROR_TYPE), get(_R_DETAIL)
+    if synthetic:
+        event.synthetic = True
+    if heartbeat:
+        event.heartbeat = True
+    ts = event.time
+    ts.seconds, ts.nanos = divmod(time_ns, _NS)
+    if duration is not None:  # Duration.FromNanoseconds, without its Python call
+        seconds, nanos = divmod(duration, _NS)
+        if seconds < 0 and nanos > 0:
+            seconds += 1
+            nanos -= _NS
+        d = event.duration
+        d.seconds, d.nanos = seconds, nanos
+    cmd = None
+    if line or argv or action:
+        command = event.command
+        if line:
+            command.command_line = line
+        if argv:
+            command.argv.extend(argv)
+        if action:
+            command.action = action
+        if limits is not None:
+            cmd = command.SerializeToString()
+    packed_inputs = packed_outputs = b""
+    if inputs is not None:
+        packed_inputs = _packed_refs(inputs)[0]
+        event.MergeFromString(packed_inputs)
+    if outputs is not None:
+        packed_outputs, as_outputs = _packed_refs(outputs)
+        event.MergeFromString(as_outputs)
+    error = None
     if error_class or detail:
         err = event.error
         if error_class:
             err.error_class = error_class
         if detail:
             err.detail = detail
-    if get(_R_SYNTHETIC):
-        event.synthetic = True
-    if get(_R_HEARTBEAT):
-        event.heartbeat = True
+        error = (error_class or "", detail or "")
     if extras:
-        attrs = event.attributes
-        for k, v in extras:
-            attrs[k] = v
-    return event
+        event.attributes.update(extras)
+    if limits is None:
+        return event, None
+    facts = (
+        event_id, run_id, scope, pipeline_id, asset_id, node_id, attempt or 0, stage_id, state,
+        synthetic is True, time_ns, duration, error, cmd, exit_code, packed_inputs, packed_outputs,
+        extras, upstream or (), origin,
+    )
+    return event, facts

@@ -34,10 +34,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from google.protobuf.duration_pb2 import Duration
-
 from vfo_otel._gen.vfo.events.v1 import events_pb2 as ev
-from vfo_otel.mapping import clean_text
+from vfo_otel.mapping import _Event, clean_text
 
 if TYPE_CHECKING:
     from vfo_otel.emitter import Emitter
@@ -89,28 +87,86 @@ def _clean_ids(ids: dict[str, Any]) -> dict[str, Any]:
     return {k: clean_text(v) if isinstance(v, str) else v for k, v in ids.items()}
 
 
+def _as_fields(**fields: Any) -> dict[str, Any]:
+    """The values as RunEvent's fields hold them (str, int; the repeated field and the map as
+    the message's containers).
+
+    Raises:
+        TypeError, ValueError: what setting the RunEvent field raises (a wrong type, an int
+            out of the field's range, a str that is not valid UTF-8).
+    """
+    msg = ev.RunEvent(**fields)
+    return {name: getattr(msg, name) for name in fields}
+
+
+def _checked(
+    ids: dict[str, Any], attributes: dict[str, Any], upstream: Sequence[Any] = ()
+) -> tuple[dict[str, Any], dict[str, Any], tuple[str, ...], Exception | None]:
+    """A handle's ids, attributes and upstream node ids, text cleaned (:func:`clean_text`) and
+    checked once as a RunEvent's fields check them, since its events carry them as plain values
+    (no RunEvent is built per event). Returns them, and what the RunEvent raised, if anything:
+    the handle then counts that failure for each of its events, as it did when it built them."""
+    plain = True  # every value is what its RunEvent field holds as it is (the usual case)
+    cleaned: dict[str, Any] = {}
+    for name, value in ids.items():
+        if type(value) is str:
+            cleaned[name] = value if value.isascii() else clean_text(value)
+        else:
+            cleaned[name] = _clean(value)
+            if name != "attempt_id" or type(value) is not int or not 0 <= value < 2**32:
+                plain = False
+    if attributes:
+        attributes = _clean(attributes)
+        plain = plain and all(type(k) is str and type(v) is str for k, v in attributes.items())
+    upstream_ids: tuple[str, ...] = tuple(upstream)
+    for u in upstream_ids:
+        if type(u) is not str or not u.isascii():
+            upstream_ids = _clean(upstream_ids)
+            plain = plain and all(type(u) is str for u in upstream_ids)
+            break
+    if plain:
+        return cleaned, attributes, upstream_ids, None
+    try:
+        values = _as_fields(attributes=attributes, upstream_node_ids=upstream_ids, **cleaned)
+    except Exception as exc:
+        return cleaned, attributes, upstream_ids, exc
+    return values, dict(values.pop("attributes")), tuple(values.pop("upstream_node_ids")), None
+
+
+def _checked_exit_code(code: Any) -> int:
+    """An exit code as the RunEvent field (int32) holds it; raises as setting the field does."""
+    if type(code) is int and -(2**31) <= code < 2**31:
+        return code
+    return int(_as_fields(exit_code=code)["exit_code"])
+
+
 #: shlex.quote leaves an argument as it is when it is not empty and this finds nothing in it.
 _SHELL_UNSAFE = re.compile(r"[^\w@%+=:,./-]", re.ASCII).search
 
 
-def _shell_join(argv: list[str]) -> str:
+def _shell_join(argv: Sequence[str]) -> str:
     """``shlex.join(argv)``; when no argument needs quoting, one search instead of one per argument."""
     if all(argv) and _SHELL_UNSAFE("".join(argv)) is None:
         return " ".join(argv)
     return shlex.join(argv)
 
 
-def _command(command: str | Sequence[str] | None, action: str | None) -> ev.Command | None:
+#: A command as an event carries it: (command line, argv, action); see mapping._Event.
+_Command = tuple[str, tuple[str, ...], str]
+
+
+def _command(command: str | Sequence[str] | None, action: str | None) -> _Command | None:
     if command is None and not action:
         return None
-    cmd = ev.Command(action=clean_text(action or ""))
+    action = clean_text(action or "")
     if isinstance(command, str):
-        cmd.command_line = clean_text(command)
-    elif command is not None:
-        argv = [clean_text(str(a)) for a in command]
-        cmd.argv.extend(argv)
-        cmd.command_line = _shell_join(argv)
-    return cmd
+        return (clean_text(command), (), action)
+    if command is not None:
+        argv = tuple(map(str, command))
+        if not all(map(str.isascii, argv)):  # ASCII needs no cleaning (clean_text's fast path)
+            argv = tuple([clean_text(a) for a in argv])
+        return (_shell_join(argv), argv, action)
+    return ("", (), action)
 
 
 def _state_word(state: int) -> str:
@@ -144,14 +200,22 @@ class _Entity:
         emitter: Emitter,
         ids: dict[str, Any],
         *,
-        command: ev.Command | None = None,
+        command: _Command | None = None,
         attributes: Mapping[str, str] | None = None,
+        parent_ids: dict[str, Any] | None = None,
+        parent_invalid: Exception | None = None,
+        upstream: Sequence[str] = (),
     ) -> None:
         self._emitter = emitter
-        self._ids = _clean_ids(ids)
-        #: built once when the command is set; copied into each event that carries it
+        own, attrs, self._upstream, error = _checked(ids, dict(attributes) if attributes else {}, upstream)
+        #: RunEvent field names (the ids, and a node's stage id) -> values; ``ids`` are cleaned
+        #: and checked here, ``parent_ids`` (the parent handle's ``_ids``) by the parent
+        self._ids = {**parent_ids, **own} if parent_ids else own
+        #: what a RunEvent of this handle's values raises (then each of its events fails so)
+        self._invalid = error if error is not None else (parent_invalid if parent_ids else None)
+        #: built once when the command is set; carried by each event after that
         self._command = command
-        self._attributes = _clean(dict(attributes or {}))
+        self._attributes: dict[str, str] = attrs
         self._start_mono_ns: int | None = None
         self._error: tuple[str, str] | None = None
         self._final: int | None = None
@@ -159,13 +223,9 @@ class _Entity:
 
     def event(self, state: int, **fields: Any) -> ev.RunEvent:
         """Build (not emit) an event of this entity in ``state`` with extra RunEvent fields."""
-        msg = ev.RunEvent(
-            scope=self.scope,  # type: ignore[arg-type]
-            state=state,  # type: ignore[arg-type]
-            command=self._command,  # None: not set
-            attributes=self._attributes,
-            **self._ids,
-        )
+        msg = _Event(
+            self.scope, state, command=self._command, attributes=self._attributes, **self._ids
+        ).message()
         for name, value in fields.items():
             if name in _REPEATED:
                 if value:
@@ -176,14 +236,23 @@ class _Entity:
                 setattr(msg, name, _clean(value))
         return msg
 
-    def _emit(self, state: int, **fields: Any) -> ev.RunEvent:
+    def _emit(self, state: int, **fields: Any) -> None:
+        """Emit an event of this entity in ``state``; ``fields``: more of its plain fields
+        (:class:`vfo_otel.mapping._Event` names and forms). No RunEvent is built (unless
+        ``emit`` is overridden: see ``Emitter._emit_owned``)."""
         self.state = state
         try:
-            event = self.event(state, **fields)
+            if self._invalid is not None:
+                raise self._invalid.with_traceback(None)
+            if fields.get("exit_code") is not None:  # set by the runner: an int32, as the field checks
+                fields["exit_code"] = _checked_exit_code(fields["exit_code"])
+            event = _Event(
+                self.scope, state, command=self._command, attributes=self._attributes, **self._ids, **fields
+            )
         except Exception as exc:  # a handle never raises into the runner either
             self._emitter._failed(exc)
-            return ev.RunEvent()
-        return self._emitter._emit_owned(event)  # built for this call alone: emitted without a copy
+            return
+        self._emitter._emit_owned(event)  # built for this call alone: completed in place
 
     def fail(self, error_class: str, detail: str = "") -> None:
         """End this entity ``failed`` with this error class and detail when it exits (no exception needed)."""
@@ -192,9 +261,7 @@ class _Entity:
     def _duration_fields(self) -> dict[str, Any]:
         if self._start_mono_ns is None:
             return {}
-        d = Duration()
-        d.FromNanoseconds(time.monotonic_ns() - self._start_mono_ns)
-        return {"duration": d}
+        return {"duration_ns": time.monotonic_ns() - self._start_mono_ns}
 
     def _child_failed(self) -> tuple[str, str] | None:
         return None
@@ -220,8 +287,7 @@ class _Entity:
         if error is None:
             error = self._child_failed()
         if error is not None:
-            error_msg = ev.Error(error_class=clean_text(error[0]), detail=clean_text(error[1]))
-            self._emit(ev.STATE_FAILED, error=error_msg, **fields)
+            self._emit(ev.STATE_FAILED, error=(clean_text(error[0]), clean_text(error[1])), **fields)
         else:
             self._emit(self._final or ev.STATE_COMPLETE, **fields)
 
@@ -304,7 +370,7 @@ class AssetHandle(_Entity):
         self, emitter: Emitter, pipeline: PipelineHandle, asset_id: str, inputs: Sequence[ev.AssetRef]
     ) -> None:
         super().__init__(
-            emitter, {"run_id": pipeline.run_id, "pipeline_id": pipeline.pipeline_id, "asset_id": asset_id}
+            emitter, {"asset_id": asset_id}, parent_ids=pipeline._ids, parent_invalid=pipeline._invalid
         )
         self.pipeline, self.asset_id = pipeline, asset_id
         self._inputs = list(inputs)
@@ -318,22 +384,34 @@ class AssetHandle(_Entity):
         super().__enter__()
         for node_id, spec in self.pipeline.workflow.items():
             self._queued.add(node_id)
-            self._emitter._emit_owned(self._node_event(node_id, spec.stage, 1, ev.STATE_QUEUED, spec.after))
+            self._emit_node(node_id, spec.stage, ev.STATE_QUEUED, spec.after)
         return self
 
-    def _node_event(
-        self, node_id: str, stage: str, attempt: int, state: int, upstream: Sequence[str], **fields: Any
-    ) -> ev.RunEvent:
-        return ev.RunEvent(
-            scope=ev.SCOPE_NODE,
-            state=state,  # type: ignore[arg-type]
-            node_id=node_id,
-            stage_id=stage,
-            attempt_id=attempt,
-            upstream_node_ids=list(upstream),
-            **self._ids,
+    def _emit_node(
+        self, node_id: str, stage: str, state: int, upstream: Sequence[str], **fields: Any
+    ) -> None:
+        """Emit an event of a node's first attempt that the asset queues or skips itself (the
+        workflow's node ids, stage and upstream node ids are cleaned and checked as a handle's)."""
+        own, _attrs, upstream, error = _checked({"node_id": node_id, "stage_id": stage}, {}, upstream)
+        if error is None:
+            error = self._invalid
+        if error is not None:  # counted, never raised, as for the handles' own events
+            self._emitter._failed(error)
+            return
+        ids = self._ids
+        event = _Event(
+            ev.SCOPE_NODE,
+            state,
+            ids["run_id"],
+            ids["pipeline_id"],
+            ids["asset_id"],
+            own["node_id"],
+            own["stage_id"],
+            1,
+            upstream_node_ids=upstream,
             **fields,
         )
+        self._emitter._emit_owned(event)
 
     def node(
         self,
@@ -379,16 +457,13 @@ class AssetHandle(_Entity):
         for node_id in sorted(self._queued):  # never started: skipped
             spec = self.pipeline.workflow[node_id]
             self.skipped[node_id] = self._skip_reason(node_id)
-            self._emitter._emit_owned(
-                self._node_event(
-                    node_id,
-                    spec.stage,
-                    1,
-                    ev.STATE_SKIPPED,
-                    spec.after,
-                    previous_state=ev.STATE_QUEUED,
-                    attributes={"skip_reason": self.skipped[node_id]},
-                )
+            self._emit_node(
+                node_id,
+                spec.stage,
+                ev.STATE_SKIPPED,
+                spec.after,
+                previous_state=ev.STATE_QUEUED,
+                attributes={"skip_reason": clean_text(self.skipped[node_id])},
             )
         self._queued.clear()
         return {}
@@ -418,7 +493,11 @@ class NodeHandle(_Entity):
         queued: bool,
     ) -> None:
         super().__init__(
-            asset._emitter, {**asset._ids, "node_id": node_id, "stage_id": stage, "attempt_id": attempt}
+            asset._emitter,
+            {"node_id": node_id, "stage_id": stage, "attempt_id": attempt},
+            parent_ids=asset._ids,
+            parent_invalid=asset._invalid,
+            upstream=upstream,
         )
         self.asset, self.node_id, self.stage_id, self.attempt_id = asset, node_id, stage, attempt
         self.upstream = tuple(upstream)
@@ -429,8 +508,10 @@ class NodeHandle(_Entity):
             self.state = ev.STATE_QUEUED
 
     def _start_fields(self) -> dict[str, Any]:
-        prev = ev.STATE_QUEUED if self.state == ev.STATE_QUEUED else None
-        return {"upstream_node_ids": self.upstream, "inputs": self.inputs, "previous_state": prev}
+        fields: dict[str, Any] = {"upstream_node_ids": self._upstream, "inputs": self.inputs}
+        if self.state == ev.STATE_QUEUED:
+            fields["previous_state"] = ev.STATE_QUEUED
+        return fields
 
     def _extra_end_fields(self) -> dict[str, Any]:
         fields: dict[str, Any] = {"outputs": self.outputs, "inputs": self.inputs}

@@ -2,7 +2,8 @@
 
 Durability: WAL journal. With ``synchronous=NORMAL`` (default) a commit survives a
 crash or ``kill -9`` of the process (the WAL is in the OS before ``append`` returns);
-``fsync=True`` sets ``synchronous=FULL`` so a commit also survives power loss.
+``fsync=True`` sets ``synchronous=FULL`` so a commit also survives power loss. The WAL is
+checkpointed into the database every ~10,000 pages (~40 MB; SQLite's default is 1,000).
 
 Thread contract: blocking calls. One EventStore belongs to one thread at a time; the
 receiver runs it on a single-thread executor (``check_same_thread`` is off for that).
@@ -48,6 +49,11 @@ _CHUNK = 500  # stays under SQLite's bound-variable limit
 
 
 _ROWS_PER_INSERT = 2048  # 8,192 bound variables (SQLite allows 32,766 since 3.32; fewer if built lower)
+#: WAL pages between automatic checkpoints (SQLite's default: 1,000). Event ids are random, so
+#: once the event_id index outgrows a batch, every row dirties a page of its own; a checkpoint
+#: copies each page once, however many batches rewrote it since the last checkpoint, so fewer,
+#: larger checkpoints copy less (at 250k stored events: store CPU -10%, wall time -20% per event).
+_WAL_AUTOCHECKPOINT = 10_000
 
 
 @functools.lru_cache(maxsize=64)
@@ -105,6 +111,7 @@ class EventStore:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
+            self._db.execute(f"PRAGMA wal_autocheckpoint={_WAL_AUTOCHECKPOINT}")
             self._db.executescript(_SCHEMA)
             (schema,) = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
         except sqlite3.Error as exc:
@@ -121,6 +128,9 @@ class EventStore:
     def append(self, events: Sequence[ev.RunEvent]) -> list[ev.RunEvent]:
         """Store the events not stored before, in one committed transaction.
 
+        ``events`` may be the decoder's :class:`vfo_otel.ingest.Events`: then the event ids, run
+        ids and times are taken from its ``facts`` instead of being read from the messages.
+
         Returns:
             The events that were new (duplicates by ``event_id``, in the store or within the
             batch, are dropped), in input order. They are durable when this returns.
@@ -131,16 +141,22 @@ class EventStore:
         if not events:
             return []
         with self._lock:
-            batch: dict[str, ev.RunEvent] = {}
-            for e in events:
-                batch.setdefault(e.event_id, e)
+            batch: dict[str, tuple[str, int, ev.RunEvent]] = {}  # event id -> (run id, time ns, event)
+            facts = getattr(events, "facts", None)
+            if facts is not None and len(facts) == len(events):
+                for f, e in zip(facts, events, strict=True):
+                    batch.setdefault(f[0], (f[1], f[10], e))
+            else:
+                for e in events:
+                    ts = e.time
+                    batch.setdefault(e.event_id, (e.run_id, ts.seconds * 1_000_000_000 + ts.nanos, e))
             try:
                 return self._insert(batch)
             except sqlite3.Error as exc:
                 self._rollback()
                 raise StoreError(f"cannot write to event store {self.path}: {exc}") from exc
 
-    def _insert(self, batch: dict[str, ev.RunEvent]) -> list[ev.RunEvent]:
+    def _insert(self, batch: dict[str, tuple[str, int, ev.RunEvent]]) -> list[ev.RunEvent]:
         """Insert the batch, skipping ids stored before; returns the new events (under the lock).
 
         One multi-row INSERT per ``_ROWS_PER_INSERT`` events (a 512-record export: one). SQLite
@@ -149,9 +165,8 @@ class EventStore:
         needs no explicit transaction (a statement is atomic; the runs table follows by trigger).
         """
         params: list[object] = []
-        for event_id, e in batch.items():
-            ts = e.time
-            params += (event_id, e.run_id, ts.seconds * 1_000_000_000 + ts.nanos, e.SerializeToString())
+        for event_id, (run_id, time_ns, e) in batch.items():
+            params += (event_id, run_id, time_ns, e.SerializeToString())
         db = self._db
         step = 4 * self._rows_per_insert
         several = len(params) > step
@@ -164,7 +179,7 @@ class EventStore:
         if several:
             db.execute("COMMIT")
         if inserted == len(batch):
-            return list(batch.values())
+            return [e for _, _, e in batch.values()]
         # Some ids were stored before. Sequence numbers only grow, so the new rows are the
         # `inserted` highest seqs among the batch's ids.
         ids = list(batch)
@@ -175,7 +190,7 @@ class EventStore:
             seqs.extend(db.execute(f"SELECT seq, event_id FROM events WHERE event_id IN ({marks})", chunk))
         seqs.sort(reverse=True)
         new_ids = {event_id for _, event_id in seqs[:inserted]}
-        return [e for event_id, e in batch.items() if event_id in new_ids]
+        return [e for event_id, (_, _, e) in batch.items() if event_id in new_ids]
 
     def replay(self, batch_size: int = 5000) -> Iterator[list[ev.RunEvent]]:
         """Every stored event in insertion order, in lists of up to ``batch_size``."""

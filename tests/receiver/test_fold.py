@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from tests.receiver import T0_NS, event, node
 from vfo_otel._gen.vfo.dashboard.v1 import dashboard_pb2 as db
 from vfo_otel._gen.vfo.events.v1 import events_pb2 as ev
-from vfo_otel.fold import SCHEMA_VERSION, Fold, Selection, derive_state, snapshot_of
+from vfo_otel.fold import SCHEMA_VERSION, Fold, Selection, derive_state, facts_of, snapshot_of
 from vfo_otel.testing import run_events
 
 Q, R, W = ev.STATE_QUEUED, ev.STATE_RUNNING, ev.STATE_WAITING
@@ -504,3 +504,21 @@ def test_snapshots_built_while_folding_match_a_fresh_fold(
             run.snapshot(sel, NOW_NS)  # fills the caches mid-stream
     for run_id, run in fold.runs.items():
         assert run.snapshot(sel, NOW_NS) == snapshot_of(events, run_id, sel, NOW_NS)
+
+
+@_PROPERTY
+@given(data=st.data(), events=_event_sets())
+def test_folding_facts_is_folding_events(data: st.DataObject, events: list[ev.RunEvent]) -> None:
+    """Fold.apply_facts (the receiver's path: the decoder's plain values) folds as Fold.apply does,
+    drops the same duplicates, and names the runs it changed."""
+    shuffled = _reordered_with_duplicates(data.draw, events)
+    by_event, by_facts = Fold(), Fold()
+    for e in shuffled:
+        by_event.apply(e)
+    changed = by_facts.apply_facts([facts_of(e) for e in shuffled])
+    assert changed == {e.run_id for e in events}
+    assert by_facts.apply_facts([facts_of(e) for e in events]) == set()  # all duplicates now
+    sel = _selections(events)[-1]
+    for run_id, run in by_event.runs.items():
+        assert by_facts.runs[run_id].snapshot(sel, NOW_NS) == run.snapshot(sel, NOW_NS)
+        assert by_facts.runs[run_id].revision == run.revision

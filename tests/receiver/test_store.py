@@ -13,7 +13,8 @@ from tests.receiver import T0_NS, event, node
 from vfo_otel._gen.vfo.events.v1 import events_pb2 as ev
 from vfo_otel.config import ReceiverConfig
 from vfo_otel.errors import NotFound
-from vfo_otel.fold import Selection, snapshot_of
+from vfo_otel.fold import Selection, facts_of, snapshot_of
+from vfo_otel.ingest import Events
 from vfo_otel.service import Receiver
 from vfo_otel.store import EventStore, StoreError
 
@@ -35,6 +36,29 @@ def test_append_dedups_within_batch_and_across_batches(tmp_path: Path) -> None:
     assert [e.event_id for e in _all(store)] == [a.event_id, b.event_id, c.event_id]  # insertion order
     store.close()
     store.close()  # idempotent
+
+
+def test_append_reads_ids_and_times_from_the_decoders_facts(tmp_path: Path) -> None:
+    """The decoder's Events carry facts: the store takes ids, run ids and times from them and
+    stores and de-duplicates exactly as for a plain list of the same events."""
+    a, b, c = node("x", R, t_s=1), node("x", C, t_s=2), node("y", C, t_s=3)
+
+    def decoded(*events: ev.RunEvent) -> Events:
+        out = Events()
+        for e in events:
+            out.add(e, facts_of(e))
+        return out
+
+    store = EventStore(tmp_path / "facts.sqlite3")
+    assert store.append(decoded(a, b, a)) == [a, b]
+    assert store.append(decoded(b, c)) == [c]
+    assert _all(store) == [a, b, c]
+    rows = store._db.execute("SELECT event_id, run_id, time_ns FROM events ORDER BY seq").fetchall()
+    assert rows == [(e.event_id, e.run_id, e.time.ToNanoseconds()) for e in (a, b, c)]
+    assert store._db.execute("SELECT run_id, last_time_ns FROM runs").fetchall() == [
+        ("r1", c.time.ToNanoseconds())
+    ]
+    store.close()
 
 
 def test_a_duplicate_id_keeps_the_first_payload(tmp_path: Path) -> None:
