@@ -982,21 +982,23 @@ def _depths(upstream: dict[str, set[str]]) -> dict[str, int]:
 class Fold:
     """Many runs: drops duplicate event ids and folds the rest into their :class:`RunFold`.
 
-    ``seen`` holds the event ids folded so far; a durable store that already de-duplicates
-    may pass ``dedup=False`` and feed only new events.
+    An event is identified by ``(run_id, event_id)``, as in the receiver's store; the fold
+    keeps the keys folded so far. A durable store that already de-duplicates may pass
+    ``dedup=False`` and feed only new events.
     """
 
     def __init__(self, *, dedup: bool = True) -> None:
         self.runs: dict[str, RunFold] = {}
         self._dedup = dedup
-        self._seen: set[str] = set()
+        self._seen: set[tuple[str, str]] = set()
 
     def apply(self, event: ev.RunEvent) -> RunFold | None:
         """Fold one event; returns its run's fold, or None when the event was a duplicate."""
         if self._dedup:
-            if event.event_id in self._seen:
+            key = (event.run_id, event.event_id)
+            if key in self._seen:
                 return None
-            self._seen.add(event.event_id)
+            self._seen.add(key)
         run = self.runs.get(event.run_id)
         if run is None:
             run = self.runs[event.run_id] = RunFold(event.run_id)
@@ -1008,11 +1010,12 @@ class Fold:
         duplicates are dropped as by :meth:`apply`. Returns the ids of the runs that changed."""
         runs, seen, changed = self.runs, self._seen, set()
         for f in facts:
-            event_id, run_id = f[0], f[1]
+            run_id = f[1]
             if self._dedup:
-                if event_id in seen:
+                key = (run_id, f[0])
+                if key in seen:
                     continue
-                seen.add(event_id)
+                seen.add(key)
             run = runs.get(run_id)
             if run is None:
                 run = runs[run_id] = RunFold(run_id)

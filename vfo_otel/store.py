@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import fcntl
 import functools
+import logging
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -22,28 +23,57 @@ from typing import IO
 
 from vfo_otel._gen.vfo.events.v1 import events_pb2 as ev
 
-__all__ = ["EventStore", "StoreError"]
+__all__ = ["SCHEMA_VERSION", "EventStore", "StoreError"]
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS events (
+_log = logging.getLogger(__name__)
+
+#: Schema 2: an event is keyed by (run_id, event_id). Schema 1 keyed it by event_id alone, with
+#: a second index on run_id; every insert then touched two indexes, and the event_id one at a
+#: random page (event ids are random), so the store's cost per event grew with its size. The
+#: (run_id, event_id) index keeps a batch's rows together (a batch holds few runs) and also
+#: serves the per-run reads and deletes. Schema 1 stores are migrated when opened.
+_EVENTS_TABLE = """
+CREATE TABLE IF NOT EXISTS {name} (
     seq      INTEGER PRIMARY KEY AUTOINCREMENT,
-    event_id TEXT NOT NULL UNIQUE,
     run_id   TEXT NOT NULL,
+    event_id TEXT NOT NULL,
     time_ns  INTEGER NOT NULL,
-    payload  BLOB NOT NULL
+    payload  BLOB NOT NULL,
+    UNIQUE (run_id, event_id)
 );
-CREATE INDEX IF NOT EXISTS events_by_run ON events (run_id);
-CREATE TABLE IF NOT EXISTS runs (
-    run_id       TEXT PRIMARY KEY,
-    last_time_ns INTEGER NOT NULL
-);
+"""
+_TRIGGER = """
 CREATE TRIGGER IF NOT EXISTS events_last_time AFTER INSERT ON events BEGIN
     INSERT INTO runs (run_id, last_time_ns) VALUES (NEW.run_id, NEW.time_ns) ON CONFLICT (run_id)
     DO UPDATE SET last_time_ns = max(last_time_ns, excluded.last_time_ns);
 END;
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', '1');
 """
+SCHEMA_VERSION = "2"
+_SCHEMA = _EVENTS_TABLE.format(name="events") + """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id       TEXT PRIMARY KEY,
+    last_time_ns INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', '2');
+"""
+#: Schema 1 -> 2 in one transaction: copy every row (seq kept, so replay order is unchanged)
+#: into the new table; a second copy of an (run_id, event_id) cannot exist in schema 1.
+_MIGRATE_1_TO_2 = (
+    "BEGIN;"
+    + _EVENTS_TABLE.format(name="events_v2")
+    + """
+INSERT INTO events_v2 (seq, run_id, event_id, time_ns, payload)
+    SELECT seq, run_id, event_id, time_ns, payload FROM events ORDER BY seq;
+DROP TABLE events;
+ALTER TABLE events_v2 RENAME TO events;
+"""
+    + _TRIGGER
+    + """
+UPDATE meta SET value = '2' WHERE key = 'schema';
+COMMIT;
+"""
+)
 
 _CHUNK = 500  # stays under SQLite's bound-variable limit
 
@@ -62,7 +92,7 @@ def _multi_insert(rows: int) -> str:
     values = ",".join(["(?, ?, ?, ?)"] * rows)
     return (
         f"INSERT INTO events (event_id, run_id, time_ns, payload) VALUES {values} "
-        "ON CONFLICT (event_id) DO NOTHING"
+        "ON CONFLICT (run_id, event_id) DO NOTHING"
     )
 
 
@@ -112,14 +142,20 @@ class EventStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
             self._db.execute(f"PRAGMA wal_autocheckpoint={_WAL_AUTOCHECKPOINT}")
-            self._db.executescript(_SCHEMA)
+            self._db.executescript(_SCHEMA + _TRIGGER)
             (schema,) = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+            if schema == "1":
+                self._migrate_1_to_2()
+                schema = SCHEMA_VERSION
         except sqlite3.Error as exc:
             self._unlock()
             raise StoreError(f"cannot open event store {self.path}: {exc}") from exc
-        if schema != "1":
+        if schema != SCHEMA_VERSION:
             self._unlock()
-            raise StoreError(f"event store {self.path} has schema {schema}; this version reads schema 1")
+            raise StoreError(
+                f"event store {self.path} has schema {schema}; this version reads schema {SCHEMA_VERSION}"
+                " (and migrates schema 1)"
+            )
         self._lock = threading.Lock()
         self._closed = False
         max_vars = self._db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
@@ -132,8 +168,8 @@ class EventStore:
         ids and times are taken from its ``facts`` instead of being read from the messages.
 
         Returns:
-            The events that were new (duplicates by ``event_id``, in the store or within the
-            batch, are dropped), in input order. They are durable when this returns.
+            The events that were new (duplicates by ``(run_id, event_id)``, in the store or
+            within the batch, are dropped), in input order. They are durable when this returns.
 
         Raises:
             StoreError: the write failed; nothing of the batch is stored.
@@ -141,23 +177,24 @@ class EventStore:
         if not events:
             return []
         with self._lock:
-            batch: dict[str, tuple[str, int, ev.RunEvent]] = {}  # event id -> (run id, time ns, event)
+            # (run id, event id) -> (time ns, event)
+            batch: dict[tuple[str, str], tuple[int, ev.RunEvent]] = {}
             facts = getattr(events, "facts", None)
             if facts is not None and len(facts) == len(events):
                 for f, e in zip(facts, events, strict=True):
-                    batch.setdefault(f[0], (f[1], f[10], e))
+                    batch.setdefault((f[1], f[0]), (f[10], e))
             else:
                 for e in events:
                     ts = e.time
-                    batch.setdefault(e.event_id, (e.run_id, ts.seconds * 1_000_000_000 + ts.nanos, e))
+                    batch.setdefault((e.run_id, e.event_id), (ts.seconds * 1_000_000_000 + ts.nanos, e))
             try:
                 return self._insert(batch)
             except sqlite3.Error as exc:
                 self._rollback()
                 raise StoreError(f"cannot write to event store {self.path}: {exc}") from exc
 
-    def _insert(self, batch: dict[str, tuple[str, int, ev.RunEvent]]) -> list[ev.RunEvent]:
-        """Insert the batch, skipping ids stored before; returns the new events (under the lock).
+    def _insert(self, batch: dict[tuple[str, str], tuple[int, ev.RunEvent]]) -> list[ev.RunEvent]:
+        """Insert the batch, skipping keys stored before; returns the new events (under the lock).
 
         One multi-row INSERT per ``_ROWS_PER_INSERT`` events (a 512-record export: one). SQLite
         releases the GIL for each statement step, and one step per row (``executemany``) would
@@ -165,7 +202,7 @@ class EventStore:
         needs no explicit transaction (a statement is atomic; the runs table follows by trigger).
         """
         params: list[object] = []
-        for event_id, (run_id, time_ns, e) in batch.items():
+        for (run_id, event_id), (time_ns, e) in batch.items():
             params += (event_id, run_id, time_ns, e.SerializeToString())
         db = self._db
         step = 4 * self._rows_per_insert
@@ -179,18 +216,31 @@ class EventStore:
         if several:
             db.execute("COMMIT")
         if inserted == len(batch):
-            return [e for _, _, e in batch.values()]
-        # Some ids were stored before. Sequence numbers only grow, so the new rows are the
-        # `inserted` highest seqs among the batch's ids.
-        ids = list(batch)
-        seqs: list[tuple[int, str]] = []
-        for i in range(0, len(ids), _CHUNK):
-            chunk = ids[i : i + _CHUNK]
-            marks = ",".join("?" * len(chunk))
-            seqs.extend(db.execute(f"SELECT seq, event_id FROM events WHERE event_id IN ({marks})", chunk))
+            return [e for _, e in batch.values()]
+        # Some keys were stored before. Sequence numbers only grow, so the new rows are the
+        # `inserted` highest seqs among the batch's keys.
+        keys = list(batch)
+        seqs: list[tuple[int, str, str]] = []
+        for i in range(0, len(keys), _CHUNK):
+            chunk = keys[i : i + _CHUNK]
+            marks = ",".join(["(?, ?)"] * len(chunk))
+            flat = [v for key in chunk for v in key]
+            query = f"SELECT seq, run_id, event_id FROM events WHERE (run_id, event_id) IN (VALUES {marks})"
+            seqs.extend(db.execute(query, flat))
         seqs.sort(reverse=True)
-        new_ids = {event_id for _, event_id in seqs[:inserted]}
-        return [e for event_id, (_, _, e) in batch.items() if event_id in new_ids]
+        new_keys = {(run_id, event_id) for _, run_id, event_id in seqs[:inserted]}
+        return [e for key, (_, e) in batch.items() if key in new_keys]
+
+    def _migrate_1_to_2(self) -> None:
+        """Rebuild a schema 1 events table as schema 2 (one transaction; logs what it does)."""
+        (n,) = self._db.execute("SELECT count(*) FROM events").fetchone()
+        _log.warning("event store %s: migrating schema 1 -> 2 (%d events; one transaction)", self.path, n)
+        try:
+            self._db.executescript(_MIGRATE_1_TO_2)
+        except sqlite3.Error:
+            self._rollback()
+            raise
+        _log.warning("event store %s: now schema 2", self.path)
 
     def replay(self, batch_size: int = 5000) -> Iterator[list[ev.RunEvent]]:
         """Every stored event in insertion order, in lists of up to ``batch_size``."""

@@ -61,6 +61,64 @@ def test_append_reads_ids_and_times_from_the_decoders_facts(tmp_path: Path) -> N
     store.close()
 
 
+def test_an_event_is_keyed_by_run_and_event_id(tmp_path: Path) -> None:
+    """Schema 2: the same event id in two runs is two events; within a run it is one."""
+    store = EventStore(tmp_path / "s.sqlite3")
+    a = node("x", C, t_s=1, run="r1", eid="same")
+    b = node("x", C, t_s=1, run="r2", eid="same")
+    assert store.append([a, b, a]) == [a, b]
+    assert store.append([b]) == []
+    mixed = [node("y", C, t_s=2, run="r1", eid="same-y"), b, node("y", C, t_s=2, run="r2", eid="same")]
+    assert store.append(mixed) == [mixed[0]]  # the fallback query pairs run and event id
+    assert store.count("r1") == 2 and store.count("r2") == 1
+    store.close()
+
+
+_SCHEMA_1 = """
+CREATE TABLE events (seq INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL UNIQUE,
+    run_id TEXT NOT NULL, time_ns INTEGER NOT NULL, payload BLOB NOT NULL);
+CREATE INDEX events_by_run ON events (run_id);
+CREATE TABLE runs (run_id TEXT PRIMARY KEY, last_time_ns INTEGER NOT NULL);
+CREATE TRIGGER events_last_time AFTER INSERT ON events BEGIN
+    INSERT INTO runs (run_id, last_time_ns) VALUES (NEW.run_id, NEW.time_ns) ON CONFLICT (run_id)
+    DO UPDATE SET last_time_ns = max(last_time_ns, excluded.last_time_ns);
+END;
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT INTO meta (key, value) VALUES ('schema', '1');
+"""
+
+
+def test_a_schema_1_store_is_migrated_in_place(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "old.sqlite3"
+    old = [node(f"n{i}", C, t_s=10 - i, run=f"r{i % 3}") for i in range(7)]  # times out of order
+    db = sqlite3.connect(path)
+    db.executescript(_SCHEMA_1)
+    for e in old:
+        db.execute(
+            "INSERT INTO events (event_id, run_id, time_ns, payload) VALUES (?, ?, ?, ?)",
+            (e.event_id, e.run_id, e.time.ToNanoseconds(), e.SerializeToString()),
+        )
+    db.commit()
+    db.close()
+    with caplog.at_level("WARNING", logger="vfo_otel.store"):
+        store = EventStore(path)
+    assert "migrating schema 1 -> 2 (7 events" in caplog.text
+    assert _all(store) == old  # every event, in the old insertion order
+    assert store.append(old) == []  # still de-duplicated
+    new = node("z", C, t_s=20, run="r0")
+    assert store.append([new]) == [new]
+    assert store.expired_runs(max_runs=1, min_time_ns=None) == ["r1", "r2"]  # runs table kept
+    store.close()
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT value FROM meta WHERE key='schema'").fetchone() == ("2",)
+    indexes = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert "events_by_run" not in indexes
+    db.close()
+    store = EventStore(path)  # opens as schema 2 without migrating again
+    assert _all(store) == [*old, new]
+    store.close()
+
+
 def test_a_duplicate_id_keeps_the_first_payload(tmp_path: Path) -> None:
     store = EventStore(tmp_path / "s.sqlite3")
     first = node("x", R, t_s=1, eid="same")
@@ -110,7 +168,7 @@ def test_unknown_schema_and_unreadable_file_raise_store_error(tmp_path: Path) ->
     db.execute("UPDATE meta SET value='99' WHERE key='schema'")
     db.commit()
     db.close()
-    with pytest.raises(StoreError, match="has schema 99; this version reads schema 1"):
+    with pytest.raises(StoreError, match="has schema 99; this version reads schema 2"):
         EventStore(path)
     junk = tmp_path / "junk.sqlite3"
     junk.write_bytes(b"not a database" * 100)
