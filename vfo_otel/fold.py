@@ -210,7 +210,10 @@ def parse_asset_page_token(token: str) -> tuple[str, str]:
         or not all(isinstance(v, str) for v in value)
         or not value[0]
     ):
-        raise ValueError(f"malformed asset_page_token {token!r}: pass a token from Pipeline.asset_page")
+        raise ValueError(
+            f"malformed asset_page_token {token!r}: pass a token from Pipeline.asset_page"
+            " (assetPage in JSON) of a snapshot"
+        )
     return value[0], value[1]
 
 
@@ -884,13 +887,17 @@ class RunFold:
     def node_details(
         self, selection: Selection, stale: frozenset[AttemptKey] = frozenset()
     ) -> list[db.NodeDetail]:
-        """Every node of the selected asset with all its attempts (oldest first); [] if none."""
+        """Every node of the selected asset with all its attempts (oldest first); [] if none.
+
+        Nodes come in workflow order: by depth in the asset's DAG (roots first), then by id.
+        """
         pipe = self.pipelines.get(selection.pipeline_id)
         asset = pipe.assets.get(selection.asset_id) if pipe else None
         if asset is None:
             return []
         out: list[db.NodeDetail] = []
-        for node_id in sorted(asset.nodes):
+        depth = _depths({n: set(node.upstream) for n, node in asset.nodes.items()})
+        for node_id in sorted(asset.nodes, key=lambda n: (depth.get(n, 0), n)):  # workflow order
             node = asset.nodes[node_id]
             if not node.attempts:
                 continue

@@ -82,7 +82,8 @@ def _state(raw: str) -> int:
     try:
         return int(ev.State.Value(name))
     except ValueError:
-        raise Invalid(f"unknown state {raw!r}") from None
+        valid = ", ".join(n[6:].lower() for n in ev.State.keys() if n != "STATE_UNSPECIFIED")
+        raise Invalid(f"unknown state {raw!r} (one of: {valid})") from None
 
 
 def _selection(request: web.Request) -> Selection:
@@ -119,8 +120,8 @@ async def _watch(request: web.Request) -> web.StreamResponse:
     last_id = request.headers.get("Last-Event-ID", "")
     if last_id.isdigit():  # an EventSource reconnecting resumes after its last revision
         after = max(after, int(last_id))
-    r.check_run(run_id)
     selection = _selection(request)  # a bad query is a 400, before the stream starts
+    r.check_run(run_id, selection)
     resp = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     )

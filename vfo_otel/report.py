@@ -108,10 +108,15 @@ def format_summary(snap: db.DashboardSnapshot) -> str:
         # the snapshot holds one page of the asset list; the counts cover every asset
         failed = list(dict.fromkeys(a.asset_id for a in p.assets if a.state == ev.STATE_FAILED))
         more = p.asset_counts.failed - len(failed)
-        names = ", ".join(failed) + (f" and {more} more" if more > 0 else "")
+        if failed:
+            note = f" (failed: {', '.join(failed)}" + (f" and {more} more" if more > 0 else "") + ")"
+        elif more > 0:
+            note = f" ({more} failed, none on this page of the asset list)"
+        else:
+            note = ""
         lines.append(
             f"  pipeline {p.pipeline_id}: {state_label(p.state)}, {_plural(p.asset_counts.total, 'asset')}"
-            + (f" (failed: {names})" if p.asset_counts.failed else "")
+            + note
         )
     details = format_node_details(snap)
     if details:

@@ -39,7 +39,7 @@ from vfo_otel._gen.vfo.dashboard.v1 import dashboard_pb2 as db
 from vfo_otel._gen.vfo.events.v1 import events_pb2 as ev
 from vfo_otel.config import ReceiverConfig
 from vfo_otel.errors import Invalid, NotFound, Overloaded
-from vfo_otel.fold import ActiveAttempt, AttemptKey, Fold, RunFold, Selection
+from vfo_otel.fold import ActiveAttempt, AttemptKey, Fold, RunFold, Selection, parse_asset_page_token
 from vfo_otel.store import EventStore
 
 __all__ = [
@@ -378,9 +378,20 @@ class Receiver:
 
     # -- reads -------------------------------------------------------------------------
 
-    def check_run(self, run_id: str) -> None:
-        """Raise NotFound (unknown run) or Invalid (empty id); return otherwise."""
-        self._run(run_id)
+    def check_run(self, run_id: str, selection: Selection | None = None) -> None:
+        """Raise what :meth:`snapshot` would for this run and selection: NotFound (unknown
+        run) or Invalid (empty id, a page token of another run's pipeline); return otherwise."""
+        self._check_selection(self._run(run_id), run_id, selection)
+
+    @staticmethod
+    def _check_selection(run: RunFold, run_id: str, sel: Selection | None) -> None:
+        if sel is not None and sel.asset_page_token:
+            pid = parse_asset_page_token(sel.asset_page_token)[0]
+            if pid not in run.pipelines:
+                raise Invalid(
+                    f"asset_page_token names pipeline {pid!r}, which run {run_id!r} does not have:"
+                    " pass a token from a snapshot of this run"
+                )
 
     def _run(self, run_id: str) -> RunFold:
         if not run_id:
@@ -394,10 +405,12 @@ class Receiver:
         """The current DashboardSnapshot of a run (cached per revision and selection).
 
         Raises:
-            NotFound: unknown run. Invalid: empty run id.
+            NotFound: unknown run. Invalid: empty run id, or an asset page token that names a
+                pipeline this run does not have.
         """
         run = self._run(run_id)
         sel = selection or Selection()
+        self._check_selection(run, run_id, sel)
         key = (run_id, sel)
         epoch = self._epoch.get(run_id, 0)
         cached = self._cache.get(key)
@@ -471,9 +484,9 @@ class Receiver:
         Revisions may be coalesced: a slow reader gets the newest, never an older one.
 
         Raises:
-            NotFound: unknown run (when the watch starts).
+            NotFound: unknown run (when the watch starts). Invalid: as :meth:`check_run`.
         """
-        self._run(run_id)
+        self.check_run(run_id, selection)
         watch = self._watches.setdefault(run_id, _RunWatch())
         last = after_revision
         last_epoch = self._epoch.get(run_id, 0)

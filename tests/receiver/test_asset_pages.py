@@ -142,3 +142,16 @@ def test_token_round_trip_and_bad_input_is_a_clear_error() -> None:
     with pytest.raises(Invalid, match="asset_id needs pipeline_id"):
         make_selection("", "a")
     assert make_selection("p", "a", 7) == Selection("p", "a", 7)
+
+
+def test_readable_summary_names_failed_assets_of_the_page_and_counts_the_rest() -> None:
+    from vfo_otel.report import format_summary
+
+    run = _run(12, nodes=1)  # a00003 and a00010 fail
+    lines = {}
+    for size in (2, 5, 12):
+        text = format_summary(run.snapshot(Selection(asset_page_size=size), NOW_NS))
+        lines[size] = next(line for line in text.splitlines() if line.strip().startswith("pipeline p:"))
+    assert lines[2].endswith("12 assets (2 failed, none on this page of the asset list)")
+    assert lines[5].endswith("12 assets (failed: a00003 and 1 more)")
+    assert lines[12].endswith("12 assets (failed: a00003, a00010)")

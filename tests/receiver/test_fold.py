@@ -522,3 +522,14 @@ def test_folding_facts_is_folding_events(data: st.DataObject, events: list[ev.Ru
     for run_id, run in by_event.runs.items():
         assert by_facts.runs[run_id].snapshot(sel, NOW_NS) == run.snapshot(sel, NOW_NS)
         assert by_facts.runs[run_id].revision == run.revision
+
+
+def test_node_details_come_in_workflow_order() -> None:
+    events = [
+        node("a-last", C, t_s=3, upstream_node_ids=["m-middle"]),
+        node("m-middle", C, t_s=2, upstream_node_ids=["z-root"]),
+        node("z-root", C, t_s=1),
+        node("b-other-root", C, t_s=1),
+    ]
+    s = snap(events, selection=SEL)
+    assert [d.node_id for d in s.node_details] == ["b-other-root", "z-root", "m-middle", "a-last"]

@@ -32,6 +32,7 @@ from vfo_otel._gen.vfo.events.v1 import events_pb2 as ev
 from vfo_otel.client import SnapshotClient
 from vfo_otel.config import ReceiverConfig
 from vfo_otel.conventions import Key
+from vfo_otel.fold import asset_page_token
 from vfo_otel.server import ReceiverThread
 
 Q, R, C, F = ev.STATE_QUEUED, ev.STATE_RUNNING, ev.STATE_COMPLETE, ev.STATE_FAILED
@@ -403,7 +404,8 @@ def test_unknown_run_is_not_found_with_a_json_error_body(
     status, _, body = _http(receiver.http_port, "/v1/runs?page_token=%25%25")
     assert status == 400 and body["code"] == grpc.StatusCode.INVALID_ARGUMENT.value[0]
     status, _, body = _http(receiver.http_port, "/v1/runs?state=exploded")
-    assert (status, body["message"]) == (400, "unknown state 'exploded'")
+    expected = "unknown state 'exploded' (one of: queued, running, waiting, complete, failed, skipped)"
+    assert (status, body["message"]) == (400, expected)
 
 
 def test_list_runs_paging_and_state_filter(receiver: ReceiverThread, client: SnapshotClient) -> None:
@@ -536,6 +538,7 @@ def test_asset_pages_over_grpc_and_http_and_bad_page_arguments(
         ("asset_page_token=%25%25", "malformed asset_page_token '%%'"),
         ("asset_page_size=5000", "asset_page_size must be between 0"),
         ("asset_id=a001", "asset_id needs pipeline_id"),
+        ("asset_page_token=" + asset_page_token("nosuch", "x"), "asset_page_token names pipeline 'nosuch'"),
     ]:
         for path in ("/v1/runs/paged/snapshot", "/v1/runs/paged/snapshot:watch"):
             status, _, body = _http(receiver.http_port, f"{path}?{query}")
