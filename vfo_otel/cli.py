@@ -169,7 +169,7 @@ def serve(
     Binds to loopback (127.0.0.1) by default; any other address must be given explicitly.
     Stops on SIGINT/SIGTERM after in-flight exports finish.
     """
-    from vfo_otel.server import ReceiverServer, TlsFiles
+    from vfo_otel.server import ReceiverServer, TlsFiles, tune_gc
 
     if bool(tls_cert) != bool(tls_key):
         raise click.UsageError("--tls-cert and --tls-key go together")
@@ -195,6 +195,7 @@ def serve(
             await server.start()
         except (OSError, RuntimeError) as exc:
             raise click.ClickException(str(exc)) from exc
+        tune_gc()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

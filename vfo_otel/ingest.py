@@ -212,10 +212,10 @@ def decode_traces(request: trace_service_pb2.ExportTraceServiceRequest, limits: 
 
 
 def _decode_span(out: Decoded, span: trace_pb2.Span, origin: ev.Origin, limits: Limits) -> None:
-    if not any(e.name == c.SPAN_EVENT_NAME for e in span.events):
+    decoded, errors = mapping.span_events(span, limits, origin)
+    if not decoded and not errors:  # no vfo span event (span_events gives one entry for each)
         out.ignored += 1
         return
-    decoded, errors = mapping.span_events(span, limits, origin)
     bad: list[Exception] = list(errors)
     for event, facts in decoded:
         if facts is None:  # decoded by the reference path: truncate or reject by the limits

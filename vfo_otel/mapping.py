@@ -1038,16 +1038,18 @@ def span_events(
         ``(event, None)`` (the reference path's event, or one-pass without ``limits``: not
         checked against limits, no origin), or a DecodeError in ``errors``.
     """
-    try:
-        fast_entity: list[Any] | None = _typed_entity(span.attributes)
-    except _Slow:
-        fast_entity = None
+    fast_entity: list[Any] | None = _NO_VALUES  # (a placeholder) read at the first vfo span event
     entity: dict[str, Any] | None = None  # the reference path's, built when first needed
     decoded: list[tuple[ev.RunEvent, Facts | None]] = []
     errors: list[DecodeError] = []
     for span_ev in span.events:
-        if span_ev.name != c.SPAN_EVENT_NAME:
+        if span_ev.name != _SPAN_EVENT_NAME:
             continue
+        if fast_entity is _NO_VALUES:
+            try:
+                fast_entity = _typed_entity(span.attributes)
+            except _Slow:
+                fast_entity = None
         if fast_entity is not None:
             try:
                 values, extras = _typed_attributes(span_ev.attributes)
@@ -1116,6 +1118,7 @@ _END_STR = len(_STR_KEYS)  # slot ranges of the kinds
 _END_INT = _END_STR + len(_INT_KEYS)
 _END_ARRAY = _END_INT + len(_ARRAY_KEYS)
 _NO_VALUES: list[Any] = [None] * len(_SLOT_KEYS)
+_SPAN_EVENT_NAME = str(c.SPAN_EVENT_NAME)
 _ENTITY_SLOTS = tuple(_SLOT[str(k)] for k in sorted(_ENTITY_KEYS))
 _EXTRA = c.ATTR_PREFIX_EXTRA
 _EXTRA_LEN = len(_EXTRA)

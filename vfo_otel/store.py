@@ -42,12 +42,20 @@ CREATE TABLE IF NOT EXISTS {name} (
     UNIQUE (run_id, event_id)
 );
 """
-_TRIGGER = """
-CREATE TRIGGER IF NOT EXISTS events_last_time AFTER INSERT ON events BEGIN
-    INSERT INTO runs (run_id, last_time_ns) VALUES (NEW.run_id, NEW.time_ns) ON CONFLICT (run_id)
-    DO UPDATE SET last_time_ns = max(last_time_ns, excluded.last_time_ns);
-END;
-"""
+#: Up to schema 2 as first released, an AFTER INSERT trigger kept ``runs`` row by row (one
+#: upsert per event); now :meth:`EventStore._insert` upserts each run once per batch, in the
+#: batch's transaction. Opening a store drops the trigger (an older receiver that opens the
+#: store again recreates it: both keep ``runs`` the same way).
+_DROP_TRIGGER = "DROP TRIGGER IF EXISTS events_last_time;"
+#: The newest event time of each run among the rows inserted after ``seq`` ``?`` (this batch's).
+#: NOT INDEXED: read the batch's rows by seq (rowid) range; otherwise SQLite would rather walk the
+#: whole (run_id, event_id) index for the GROUP BY. (The WHERE clause also keeps SQLite from
+#: reading ON CONFLICT as a join constraint.)
+_UPSERT_RUNS = (
+    "INSERT INTO runs (run_id, last_time_ns) SELECT run_id, max(time_ns) FROM events NOT INDEXED"
+    " WHERE seq > ? GROUP BY run_id ON CONFLICT (run_id)"
+    " DO UPDATE SET last_time_ns = max(last_time_ns, excluded.last_time_ns)"
+)
 SCHEMA_VERSION = "2"
 _SCHEMA = _EVENTS_TABLE.format(name="events") + """
 CREATE TABLE IF NOT EXISTS runs (
@@ -67,9 +75,6 @@ INSERT INTO events_v2 (seq, run_id, event_id, time_ns, payload)
     SELECT seq, run_id, event_id, time_ns, payload FROM events ORDER BY seq;
 DROP TABLE events;
 ALTER TABLE events_v2 RENAME TO events;
-"""
-    + _TRIGGER
-    + """
 UPDATE meta SET value = '2' WHERE key = 'schema';
 COMMIT;
 """
@@ -142,7 +147,7 @@ class EventStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
             self._db.execute(f"PRAGMA wal_autocheckpoint={_WAL_AUTOCHECKPOINT}")
-            self._db.executescript(_SCHEMA + _TRIGGER)
+            self._db.executescript(_SCHEMA + _DROP_TRIGGER)
             (schema,) = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
             if schema == "1":
                 self._migrate_1_to_2()
@@ -198,23 +203,24 @@ class EventStore:
 
         One multi-row INSERT per ``_ROWS_PER_INSERT`` events (a 512-record export: one). SQLite
         releases the GIL for each statement step, and one step per row (``executemany``) would
-        hand the GIL back and forth with the event loop once per event. A batch of one statement
-        needs no explicit transaction (a statement is atomic; the runs table follows by trigger).
+        hand the GIL back and forth with the event loop once per event. Then one upsert per run
+        of the batch moves its last event time (``runs``), from the rows this batch inserted
+        (after the highest ``seq`` before it), so stored duplicates move nothing; one transaction.
         """
         params: list[object] = []
         for (run_id, event_id), (time_ns, e) in batch.items():
             params += (event_id, run_id, time_ns, e.SerializeToString())
         db = self._db
         step = 4 * self._rows_per_insert
-        several = len(params) > step
-        if several:
-            db.execute("BEGIN")
+        db.execute("BEGIN")
+        (before,) = db.execute("SELECT max(seq) FROM events").fetchone()
         inserted = 0
         for i in range(0, len(params), step):
             part = params[i : i + step]
             inserted += db.execute(_multi_insert(len(part) // 4), part).rowcount
-        if several:
-            db.execute("COMMIT")
+        if inserted:
+            db.execute(_UPSERT_RUNS, (before or 0,))
+        db.execute("COMMIT")
         if inserted == len(batch):
             return [e for _, e in batch.values()]
         # Some keys were stored before. Sequence numbers only grow, so the new rows are the

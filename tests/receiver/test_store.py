@@ -195,6 +195,43 @@ def test_retention_by_runs_keeps_the_newest_by_last_event(tmp_path: Path) -> Non
     store.close()
 
 
+def _last_times(store: EventStore) -> dict[str, int]:
+    return dict(store._db.execute("SELECT run_id, last_time_ns FROM runs"))
+
+
+def test_runs_last_time_moves_only_with_new_events(tmp_path: Path) -> None:
+    """The runs table follows the events a batch inserts (one upsert per run, same transaction):
+    a stored duplicate with a later time moves nothing, and a batch larger than one INSERT
+    statement counts all its rows."""
+    store = EventStore(tmp_path / "s.sqlite3")
+    store._rows_per_insert = 3  # several INSERT statements per batch
+    first = [node(f"n{i}", C, t_s=10 + i, run=f"r{i % 2}") for i in range(8)]
+    assert store.append(first) == first
+    assert _last_times(store) == {"r0": T0_NS + 16 * 10**9, "r1": T0_NS + 17 * 10**9}
+    late = node("n0", C, t_s=99, run="r0", eid=first[0].event_id)  # a duplicate key, a later time
+    assert store.append([late]) == []
+    new = node("m", C, t_s=12, run="r1")  # new, but older than r1's newest
+    assert store.append([late, new]) == [new]
+    assert _last_times(store) == {"r0": T0_NS + 16 * 10**9, "r1": T0_NS + 17 * 10**9}
+    assert store.append([node("k", C, t_s=50, run="r2"), late]) != []
+    assert _last_times(store)["r2"] == T0_NS + 50 * 10**9
+    store.close()
+
+
+def test_a_store_with_the_old_runs_trigger_drops_it(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite3"
+    EventStore(path).close()
+    db = sqlite3.connect(path)
+    db.executescript(_SCHEMA_1[_SCHEMA_1.index("CREATE TRIGGER") : _SCHEMA_1.index("CREATE TABLE meta")])
+    db.close()
+    store = EventStore(path)
+    assert store.append([node("x", C, t_s=5, run="a"), node("y", C, t_s=7, run="a")]) != []
+    assert _last_times(store) == {"a": T0_NS + 7 * 10**9}
+    triggers = store._db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall()
+    assert triggers == []
+    store.close()
+
+
 def test_retention_by_days(tmp_path: Path) -> None:
     store = EventStore(tmp_path / "s.sqlite3")
     _run(store, "a", 10)
