@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from google.protobuf import text_format
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from vfo_otel import RunEvent, mapping
 from vfo_otel.runner import NodeSpec
@@ -210,3 +211,31 @@ def test_lone_surrogates_in_workflow_ids_become_replacement_characters(telemetry
     assert upstream == {("a\ufffd",), ("u\ufffd",)}  # queued (workflow), running (after=)
     skipped = [e for e in events if e.node_id == "a\ufffd" and e.state == 6]
     assert skipped and skipped[0].attributes["skip_reason"] == "not run"
+
+
+def _points(t: InMemoryTelemetry) -> list[tuple[str, list[tuple[str, Any]], Any]]:
+    """Metric points as comparable values: (name, sorted labels, value or (count, sum))."""
+    out = []
+    for name, labels, point in t.metric_points():
+        value = (point.count, point.sum) if hasattr(point, "count") else point.value
+        out.append((name, sorted(labels.items()), value))
+    return sorted(out, key=repr)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(events=st.lists(run_events(), min_size=1, max_size=40), limit=st.sampled_from([3, 8, 2000]))
+def test_cached_metric_labels_record_what_the_mapping_says(events: list[RunEvent], limit: int) -> None:
+    """The emitter's per-entity cache of admitted metric labels (Emitter._emit_metrics) records
+    exactly what mapping._metric_updates through the cardinality cap records, overflow included."""
+    cached, reference = in_memory_emitter(cardinality_limit=limit), in_memory_emitter(cardinality_limit=limit)
+    reference.emitter._shared_labels = lambda parts: parts  # type: ignore[method-assign]  # no cache
+    try:
+        for e in events:
+            cached.emitter.emit(e)
+            reference.emitter.emit(e)
+        assert _points(cached) == _points(reference)
+        assert cached.emitter.stats.overflowed == reference.emitter.stats.overflowed
+        assert cached.emitter.stats.events == reference.emitter.stats.events
+    finally:
+        cached.close()
+        reference.close()

@@ -443,6 +443,9 @@ class Emitter:
         self._given = (tracer_provider, logger_provider, meter_provider)
         self._setup_providers()
         self._cap = _CardinalityCap(cardinality_limit)
+        #: metric base labels shared by entities, and the labels admitted per shared base (_emit_metrics)
+        self._label_bases: dict[tuple[tuple[str, str], ...], tuple[dict[str, str], dict[Any, Any]]] = {}
+        self._admitted: dict[int, dict[tuple[str, str], Mapping[str, Any]]] = {}
 
         self._lock = threading.RLock()
         self._source_id = source_id or uuid.uuid4().hex[:16]
@@ -569,7 +572,8 @@ class Emitter:
         if not event_id:
             out.event_id = fields.event_id
         if time_ns is None:  # = out.time.FromNanoseconds(...), without its range check
-            out.time.seconds, out.time.nanos = divmod(fields.time_ns or 0, 1_000_000_000)
+            t = out.time
+            t.seconds, t.nanos = divmod(fields.time_ns or 0, 1_000_000_000)
         if not source_id:
             out.source_id, out.sequence = fields.source_id, fields.sequence
         if fields.previous_state != previous:
@@ -712,7 +716,7 @@ class Emitter:
         # labels): kept per live entity while its stage id stays the same.
         parts = live.parts if live is not None else None
         if parts is None or parts.stage_id != event.stage_id:
-            parts = mapping._entity_parts(event)
+            parts = self._shared_labels(mapping._entity_parts(event))
             if live is not None:
                 live.parts = parts
 
@@ -726,10 +730,77 @@ class Emitter:
                 self.stats.late_events += 1
             else:
                 self._emit_span(key, live, event, transition, time_ns, log_ctx, parts)
+        if not event.heartbeat:  # a heartbeat is no transition: no metric points
+            self._emit_metrics(event, parts)
+        self.stats.events += 1
+
+    def _shared_labels(self, parts: mapping._EntityParts) -> mapping._EntityParts:
+        """``parts`` with the metric base labels of every entity with the same ones (scope,
+        pipeline id, stage id) as one dict, which keys the labels the cap admitted (_emit_metrics).
+        At most ``cardinality_limit`` base label sets are shared; others go uncached."""
+        base = parts.metric_base
+        shared = self._label_bases.get(key := tuple(base.items()))
+        if shared is None:
+            if len(self._label_bases) >= self._cap.limit:
+                return parts
+            shared = self._label_bases[key] = (base, {})
+            self._admitted[id(base)] = shared[1]  # base is kept alive by _label_bases: a stable id
+        return parts._replace(metric_base=shared[0])
+
+    def _emit_metrics(self, event: mapping._Event, parts: mapping._EntityParts) -> None:
+        """Record :func:`mapping._metric_updates` (through the cardinality cap).
+
+        The labels the cap admitted are kept per shared base labels (_shared_labels), by metric
+        and the label that completes them; admitted once, a label set stays admitted, and these
+        dicts are never modified, so the same dict is handed to the SDK again."""
+        admitted = self._admitted.get(id(parts.metric_base))
         record, cap, stats = self._record, self._cap, self.stats
-        for name, value, labels in mapping._metric_updates(event, parts):
-            record[name](value, cap.labels(name, labels, stats))
-        stats.events += 1
+        if admitted is None:
+            for name, value, point_labels in mapping._metric_updates(event, parts):
+                record[name](value, cap.labels(name, point_labels, stats))
+            return
+        state_num = event.state
+        state = _STATE_NAMES[state_num]  # validated in _emit
+        labels = admitted.get(("vfo.transitions", state))
+        if labels is None:
+            labels = self._admit(admitted, "vfo.transitions", _K_STATE_LABEL, state, parts)
+        record["vfo.transitions"](1, labels)
+        if state_num in _TERMINAL:
+            duration_ns = event.duration_ns
+            if duration_ns is not None:
+                labels = admitted.get(("vfo.duration", state))
+                if labels is None:
+                    labels = self._admit(admitted, "vfo.duration", _K_STATE_LABEL, state, parts)
+                record["vfo.duration"](max(duration_ns, 0) / 1e9, labels)
+            if state_num == _STATE_FAILED:
+                error_type = (event.error[0] if event.error is not None else "") or "_OTHER"
+                labels = admitted.get(("vfo.errors", error_type))
+                if labels is None:
+                    labels = self._admit(admitted, "vfo.errors", _K_ERROR_TYPE, error_type, parts)
+                record["vfo.errors"](1, labels)
+        if event.scope == _SCOPE_NODE:
+            previous = event.previous_state
+            if state_num != previous and (state_num == _STATE_RUNNING or previous == _STATE_RUNNING):
+                labels = admitted.get(("vfo.nodes.active", ""))
+                if labels is None:
+                    labels = self._admit(admitted, "vfo.nodes.active", None, "", parts)
+                record["vfo.nodes.active"](1 if state_num == _STATE_RUNNING else -1, labels)
+
+    def _admit(
+        self,
+        admitted: dict[tuple[str, str], Mapping[str, Any]],
+        name: str,
+        label: str | None,
+        value: str,
+        parts: mapping._EntityParts,
+    ) -> Mapping[str, Any]:
+        """The labels of one metric point as _metric_updates builds them, through the cap;
+        kept in ``admitted`` unless they went to the overflow series."""
+        labels = dict(parts.active_labels) if label is None else {**parts.metric_base, label: value}
+        capped = self._cap.labels(name, labels, self.stats)
+        if capped is labels:
+            admitted[(name, value)] = labels
+        return capped
 
     def _new_event_id(self) -> str:
         """A random UUID (version 4) as 32 hex digits, like ``uuid.uuid4().hex``.
@@ -893,6 +964,8 @@ class Emitter:
 _ENDED_MEMORY = 100_000  # span keys remembered as ended, to refuse a second span of one entity
 _STATE_NAMES, _TERMINAL, _SPAN_EVENT_NAME = c.STATE_NAMES, c.TERMINAL_STATES, c.SPAN_EVENT_NAME
 _SCOPE_NODE, _LIVE_NODE_STATES = ev.SCOPE_NODE, (ev.STATE_RUNNING, ev.STATE_WAITING)
+_STATE_FAILED, _STATE_RUNNING = ev.STATE_FAILED, ev.STATE_RUNNING
+_K_STATE_LABEL, _K_ERROR_TYPE = Key.STATE.value, Key.ERROR_TYPE.value
 # plain str keys, not Key members (see mapping._K_SCOPE)
 _K_STAGE, _OVERFLOW_LABEL = Key.STAGE_ID.value, c.OVERFLOW_LABEL.value
 
