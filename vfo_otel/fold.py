@@ -103,21 +103,30 @@ _QUEUED, _RUNNING, _FAILED = ev.STATE_QUEUED, ev.STATE_RUNNING, ev.STATE_FAILED
 _SCOPE_RUN, _SCOPE_PIPELINE, _SCOPE_ASSET = ev.SCOPE_RUN, ev.SCOPE_PIPELINE, ev.SCOPE_ASSET
 
 
+def _frame(tag: bytes, datas: Iterable[bytes]) -> bytes:
+    """Serialized AssetRefs as one repeated length-delimited field of RunEvent (``tag``: the
+    field's key bytes, e.g. ``b"\\x8a\\x01"`` for field 17 ``inputs``): each is the key, its
+    length as a varint, then the bytes."""
+    parts = []
+    for data in datas:
+        n = len(data)
+        if n < 0x80:
+            parts.append(tag + bytes((n,)))
+        else:
+            head = bytearray(tag)
+            while n >= 0x80:
+                head.append((n & 0x7F) | 0x80)
+                n >>= 7
+            head.append(n)
+            parts.append(bytes(head))
+        parts.append(data)
+    return b"".join(parts)
+
+
 def _pack_refs(refs: Iterable[ev.AssetRef]) -> bytes:
     """AssetRefs as one bytes object: the wire encoding of ``RunEvent.inputs`` (field 17) holding
     them, so ``RunEvent.FromString(packed).inputs`` reads them back."""
-    parts = []
-    for ref in refs:
-        data = ref.SerializeToString()
-        head = bytearray(b"\x8a\x01")  # field 17, length-delimited
-        n = len(data)
-        while n >= 0x80:
-            head.append((n & 0x7F) | 0x80)
-            n >>= 7
-        head.append(n)
-        parts.append(bytes(head))
-        parts.append(data)
-    return b"".join(parts)
+    return _frame(b"\x8a\x01", (ref.SerializeToString() for ref in refs))
 
 
 #: What the fold reads of one event, as plain values (no protobuf objects but the origin)::

@@ -33,6 +33,7 @@ from opentelemetry.proto.trace.v1 import trace_pb2
 from vfo_otel import conventions as c
 from vfo_otel._gen.vfo.events.v1 import events_pb2 as ev
 from vfo_otel.conventions import Key
+from vfo_otel.fold import _frame  # the fold's packed form of AssetRefs (fold._pack_refs)
 
 if TYPE_CHECKING:
     from vfo_otel.fold import Facts
@@ -1214,24 +1215,6 @@ def _typed_entity(attributes: Iterable[common_pb2.KeyValue]) -> list[Any]:
 #: field 18. Every node of an asset names the same inputs, so the same text comes again and again.
 _REFS: dict[str, tuple[bytes, bytes]] = {}
 _REFS_MAX, _REFS_MAX_TEXT = 256, 2048  # at most ~1 MB
-
-
-def _frame(tag: bytes, datas: list[bytes]) -> bytes:
-    """Serialized AssetRefs as one repeated field of RunEvent (``tag``: its key bytes)."""
-    parts = []
-    for data in datas:
-        n = len(data)
-        if n < 0x80:
-            parts.append(tag + bytes((n,)))
-        else:
-            head = bytearray(tag)
-            while n >= 0x80:
-                head.append((n & 0x7F) | 0x80)
-                n >>= 7
-            head.append(n)
-            parts.append(bytes(head))
-        parts.append(data)
-    return b"".join(parts)
 
 
 def _packed_refs(text: str) -> tuple[bytes, bytes]:
