@@ -77,7 +77,8 @@ def _summary(results: dict[str, Any]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks the harness, not timings")
-    parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections to run")
+    sections = ",".join(SECTIONS)
+    parser.add_argument("--only", default=sections, help=f"comma-separated sections to run, of: {sections}")
     parser.add_argument("--json", type=Path, help="where to write the JSON results")
     parser.add_argument("--profile", action="store_true", help="py-spy profile of the receiver during ingest")
     args = parser.parse_args(argv)

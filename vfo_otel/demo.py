@@ -268,21 +268,27 @@ def run_demo(
         log("")
         log(format_summary(snap))
         log("")
-        log(f"snapshot over gRPC: vfo-otel snapshot {run_id} --receiver {grpc_address}")
-        if http_url:
-            log(f"snapshot as JSON:   curl {http_url}/v1/runs/{run_id}/snapshot")
-            log(f"live stream (SSE):  curl -N {http_url}/v1/runs/{run_id}/snapshot:watch")
-            log(f"dashboard:          {http_url}/")
-        log("")
+        stops = thread is not None and not keep_serving
+        if not stops:  # the receiver still serves: these work now
+            log(f"snapshot over gRPC: vfo-otel snapshot {run_id} --receiver {grpc_address}")
+            if http_url:
+                log(f"snapshot as JSON:   curl {http_url}/v1/runs/{run_id}/snapshot")
+                log(f"live stream (SSE):  curl -N {http_url}/v1/runs/{run_id}/snapshot:watch")
+                log(f"dashboard:          {http_url}/")
+            log("")
         log(f"(The run fails on purpose: {BROKEN_ASSET}'s checksum does not match, so its package")
         log(f" and publish are skipped; {FLAKY_ASSET}'s thumbnail fails once and succeeds on retry.)")
         result = DemoResult(run_id, events, snap, grpc_address, http_url)
         if keep is not None:
             keep(result)
-        if thread is not None and not keep_serving:
+        if stops:
+            default_store = config.store_path == ReceiverConfig().store_path
+            store_flag = "" if default_store else f" --store {config.store_path}"
             log("")
             log(f"The demo's receiver has stopped; the run is kept in {config.store_path}.")
-            log("Serve it again with `vfo-otel serve`, or rerun with `vfo-otel demo --keep-serving`.")
+            log(f"Serve it again with `vfo-otel serve{store_flag}`, then read it with")
+            log(f"`vfo-otel snapshot {run_id}` or open http://127.0.0.1:8686/ (the defaults of serve);")
+            log("or rerun with `vfo-otel demo --keep-serving`.")
         return result
     finally:
         if thread is not None:

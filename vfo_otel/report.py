@@ -111,7 +111,7 @@ def format_summary(snap: db.DashboardSnapshot) -> str:
         if failed:
             note = f" (failed: {', '.join(failed)}" + (f" and {more} more" if more > 0 else "") + ")"
         elif more > 0:
-            note = f" ({more} failed, none on this page of the asset list)"
+            note = f" ({more} failed, listed on other pages of the asset list: --json or the dashboard)"
         else:
             note = ""
         lines.append(

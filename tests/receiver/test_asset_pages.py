@@ -152,6 +152,7 @@ def test_readable_summary_names_failed_assets_of_the_page_and_counts_the_rest() 
     for size in (2, 5, 12):
         text = format_summary(run.snapshot(Selection(asset_page_size=size), NOW_NS))
         lines[size] = next(line for line in text.splitlines() if line.strip().startswith("pipeline p:"))
-    assert lines[2].endswith("12 assets (2 failed, none on this page of the asset list)")
+    elsewhere = "listed on other pages of the asset list: --json or the dashboard"
+    assert lines[2].endswith(f"12 assets (2 failed, {elsewhere})")
     assert lines[5].endswith("12 assets (failed: a00003 and 1 more)")
     assert lines[12].endswith("12 assets (failed: a00003, a00010)")
