@@ -412,13 +412,9 @@ def _kv_any(key: str, value: Any) -> common_pb2.KeyValue:
     return _kv(key, value)
 
 
-@PROPERTY
-@given(st.lists(st.tuples(_KEYS, _ANY_VALUES), max_size=4), st.booleans())
-def test_property_fast_decode_agrees_with_the_reference_path(
-    changes: list[tuple[str, Any]], node: bool
-) -> None:
-    """The one-pass decoder gives the reference decoder's result (event or error message) for
-    any attribute set: wrong types, bad values, duplicate keys (last wins), extras."""
+def _full_record_with(changes: list[tuple[str, Any]], node: bool) -> Any:
+    """The log record of a failed run or node event with every optional field set, plus
+    ``changes`` appended as extra attributes (duplicates of canonical keys included)."""
     base = make(
         SCOPE_NODE if node else SCOPE_RUN,
         FAILED,
@@ -430,6 +426,17 @@ def test_property_fast_decode_agrees_with_the_reference_path(
     )
     record = _record(_attrs(base))
     record.attributes.extend(_kv_any(k, v) for k, v in changes)
+    return record
+
+
+@PROPERTY
+@given(st.lists(st.tuples(_KEYS, _ANY_VALUES), max_size=4), st.booleans())
+def test_property_fast_decode_agrees_with_the_reference_path(
+    changes: list[tuple[str, Any]], node: bool
+) -> None:
+    """The one-pass decoder gives the reference decoder's result (event or error message) for
+    any attribute set: wrong types, bad values, duplicate keys (last wins), extras."""
+    record = _full_record_with(changes, node)
     fast = _outcome(lambda: mapping.events_from_log_record(record))
     reference = _outcome(
         lambda: mapping.event_from_attributes(mapping.otlp_attributes_to_dict(record.attributes), T0_NS)
@@ -526,17 +533,7 @@ def test_property_receiver_decoder_agrees_with_decode_then_check(
     """The receiver's one-pass decoder (ids and texts checked against the limits inside it) gives
     the event that events_from_log_record + check_event give, with its origin, or leaves the
     record to them (None); its facts are fold.facts_of(event)."""
-    base = make(
-        SCOPE_NODE if node else SCOPE_RUN,
-        FAILED,
-        exit_code=2,
-        command=Command(command_line="ffmpeg -i a b", argv=["ffmpeg", "-i", "a", "b"]),
-        inputs=[AssetRef(uri="/in/a", size_bytes=3)],
-        error=Error(error_class="Boom", detail="d"),
-        attributes={"k": "v"},
-    )
-    record = _record(_attrs(base))
-    record.attributes.extend(_kv_any(k, v) for k, v in changes)
+    record = _full_record_with(changes, node)
     got = mapping.log_record_event(record, _LIMITS_FOR_TESTS, _ORIGIN)
     expected = _decode_then_check(lambda: mapping.events_from_log_record(record))
     if got is None:

@@ -748,43 +748,24 @@ class Emitter:
         return parts._replace(metric_base=shared[0])
 
     def _emit_metrics(self, event: mapping._Event, parts: mapping._EntityParts) -> None:
-        """Record :func:`mapping._metric_updates` (through the cardinality cap).
+        """Record the event's metric points (:func:`mapping._metric_parts`) through the
+        cardinality cap.
 
         The labels the cap admitted are kept per shared base labels (_shared_labels), by metric
         and the label that completes them; admitted once, a label set stays admitted, and these
         dicts are never modified, so the same dict is handed to the SDK again."""
         admitted = self._admitted.get(id(parts.metric_base))
-        record, cap, stats = self._record, self._cap, self.stats
+        record = self._record
         if admitted is None:
+            cap, stats = self._cap, self.stats
             for name, value, point_labels in mapping._metric_updates(event, parts):
                 record[name](value, cap.labels(name, point_labels, stats))
             return
-        state_num = event.state
-        state = _STATE_NAMES[state_num]  # validated in _emit
-        labels = admitted.get(("vfo.transitions", state))
-        if labels is None:
-            labels = self._admit(admitted, "vfo.transitions", _K_STATE_LABEL, state, parts)
-        record["vfo.transitions"](1, labels)
-        if state_num in _TERMINAL:
-            duration_ns = event.duration_ns
-            if duration_ns is not None:
-                labels = admitted.get(("vfo.duration", state))
-                if labels is None:
-                    labels = self._admit(admitted, "vfo.duration", _K_STATE_LABEL, state, parts)
-                record["vfo.duration"](max(duration_ns, 0) / 1e9, labels)
-            if state_num == _STATE_FAILED:
-                error_type = (event.error[0] if event.error is not None else "") or "_OTHER"
-                labels = admitted.get(("vfo.errors", error_type))
-                if labels is None:
-                    labels = self._admit(admitted, "vfo.errors", _K_ERROR_TYPE, error_type, parts)
-                record["vfo.errors"](1, labels)
-        if event.scope == _SCOPE_NODE:
-            previous = event.previous_state
-            if state_num != previous and (state_num == _STATE_RUNNING or previous == _STATE_RUNNING):
-                labels = admitted.get(("vfo.nodes.active", ""))
-                if labels is None:
-                    labels = self._admit(admitted, "vfo.nodes.active", None, "", parts)
-                record["vfo.nodes.active"](1 if state_num == _STATE_RUNNING else -1, labels)
+        for name, value, key, label in mapping._metric_parts(event):
+            labels = admitted.get((name, label))
+            if labels is None:
+                labels = self._admit(admitted, name, key, label, parts)
+            record[name](value, labels)
 
     def _admit(
         self,
@@ -964,8 +945,6 @@ class Emitter:
 _ENDED_MEMORY = 100_000  # span keys remembered as ended, to refuse a second span of one entity
 _STATE_NAMES, _TERMINAL, _SPAN_EVENT_NAME = c.STATE_NAMES, c.TERMINAL_STATES, c.SPAN_EVENT_NAME
 _SCOPE_NODE, _LIVE_NODE_STATES = ev.SCOPE_NODE, (ev.STATE_RUNNING, ev.STATE_WAITING)
-_STATE_FAILED, _STATE_RUNNING = ev.STATE_FAILED, ev.STATE_RUNNING
-_K_STATE_LABEL, _K_ERROR_TYPE = Key.STATE.value, Key.ERROR_TYPE.value
 # plain str keys, not Key members (see mapping._K_SCOPE)
 _K_STAGE, _OVERFLOW_LABEL = Key.STAGE_ID.value, c.OVERFLOW_LABEL.value
 

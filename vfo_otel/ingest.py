@@ -171,9 +171,9 @@ def decode_logs(request: logs_service_pb2.ExportLogsServiceRequest, limits: Limi
                 if not is_vfo(record):
                     out.ignored += 1
                     continue
-                decoded = fast(record, limits, origin)  # _decode_log_record's first step, inline
+                decoded = fast(record, limits, origin)  # _decode_log_record's first steps, inline
                 if decoded is None:
-                    _decode_log_record(out, i, record, origin, limits)
+                    _decode_log_record_reference(out, i, record, origin, limits)
                 else:
                     events.append(decoded[0])
                     facts.append(decoded[1])
@@ -190,7 +190,15 @@ def _decode_log_record(
     if decoded is not None:
         out.events.add(*decoded)
         return
-    try:  # the reference path: decode, then truncate or reject by the limits
+    _decode_log_record_reference(out, i, record, origin, limits)
+
+
+def _decode_log_record_reference(
+    out: Decoded, i: int, record: logs_pb2.LogRecord, origin: ev.Origin, limits: Limits
+) -> None:
+    """A vfo log record the one-pass decoder declined: decode, then truncate or reject by the
+    limits (this path words every error)."""
+    try:
         event = mapping.events_from_log_record(record)
         check_event(event, limits)
     except (mapping.DecodeError, ValueError) as exc:

@@ -729,6 +729,29 @@ def metric_points(event: ev.RunEvent) -> list[MetricPoint]:
     return [MetricPoint(name, value, labels) for name, value, labels in _metric_updates(_Event.of(event))]
 
 
+def _metric_parts(event: _Event) -> list[tuple[str, float, str | None, str]]:
+    """The metric points of one event, before labels: (metric name, value, label key, label
+    value). A point's labels are the entity's base labels plus ``label key: label value``; with
+    label key None they are the entity's ``vfo.nodes.active`` labels as they are. The one
+    place that decides which points an event makes (:func:`_metric_updates` builds the label
+    dicts; the emitter caches them per entity kind)."""
+    if event.heartbeat:
+        return []
+    state_num = event.state
+    state = _STATE_NAMES.get(state_num) or state_name(state_num)
+    points: list[tuple[str, float, str | None, str]] = [("vfo.transitions", 1, _K_STATE, state)]
+    if state_num in _TERMINAL and event.duration_ns is not None:
+        points.append(("vfo.duration", max(event.duration_ns, 0) / 1e9, _K_STATE, state))
+    if state_num == _STATE_FAILED:
+        error_type = (event.error[0] if event.error is not None else "") or "_OTHER"
+        points.append(("vfo.errors", 1, _K_ERROR_TYPE, error_type))
+    if event.scope == _SCOPE_NODE:
+        previous = event.previous_state
+        if state_num != previous and (state_num == _STATE_RUNNING or previous == _STATE_RUNNING):
+            points.append(("vfo.nodes.active", 1 if state_num == _STATE_RUNNING else -1, None, ""))
+    return points
+
+
 def _metric_updates(
     event: _Event, parts: _EntityParts | None = None
 ) -> list[tuple[str, float, dict[str, str]]]:
@@ -738,27 +761,17 @@ def _metric_updates(
     Every metric's label dict is built in one fixed key order (the emitter's cardinality cap
     relies on it). No label dict returned is ``parts``' own: each is a new dict.
     """
-    if event.heartbeat:
+    points = _metric_parts(event)
+    if not points:
         return []
-    scope, state_num = event.scope, event.state
-    state = _STATE_NAMES.get(state_num) or state_name(state_num)
     if parts is None:
         base, active_base = _metric_labels(event)
     else:
         base, active_base = parts.metric_base, parts.active_labels
-    points: list[tuple[str, float, dict[str, str]]] = [("vfo.transitions", 1, {**base, _K_STATE: state})]
-    if state_num in _TERMINAL and event.duration_ns is not None:
-        seconds = max(event.duration_ns, 0) / 1e9
-        points.append(("vfo.duration", seconds, {**base, _K_STATE: state}))
-    if state_num == _STATE_FAILED:
-        error_type = (event.error[0] if event.error is not None else "") or "_OTHER"
-        points.append(("vfo.errors", 1, {**base, _K_ERROR_TYPE: error_type}))
-    if scope == _SCOPE_NODE:
-        previous = event.previous_state
-        if state_num != previous and (state_num == _STATE_RUNNING or previous == _STATE_RUNNING):
-            delta = 1 if state_num == _STATE_RUNNING else -1
-            points.append(("vfo.nodes.active", delta, dict(active_base)))
-    return points
+    return [
+        (name, value, {**base, key: label} if key is not None else dict(active_base))
+        for name, value, key, label in points
+    ]
 
 
 _TERMINAL = c.TERMINAL_STATES
