@@ -491,7 +491,7 @@ class Receiver(Proc):
             *extra,
         ]
         if not Path(argv[0]).exists():
-            argv = [sys.executable, "-m", "vfo_otel.cli", *argv[1:]]
+            argv = [sys.executable, "-m", "vfo_otel.app.cli", *argv[1:]]
         super().__init__(argv, workdir, name)
         self.store_path = store
         m = self.wait_for_stderr(_SERVE_LINE)

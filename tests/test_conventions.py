@@ -5,10 +5,10 @@ from __future__ import annotations
 import pathlib
 import re
 
-from vfo_otel import conventions as c
-from vfo_otel import mapping
-from vfo_otel.conventions import Key, Where
-from vfo_otel.events import AssetRef, Command, Error, RunEvent
+from vfo_otel import otel
+from vfo_otel.contract import AssetRef, Command, Error, RunEvent
+from vfo_otel.contract import conventions as c
+from vfo_otel.contract.conventions import Key, Where
 
 DOC = pathlib.Path(__file__).resolve().parent.parent / "docs" / "conventions.md"
 BEGIN, END = "<!-- conventions:begin -->", "<!-- conventions:end -->"
@@ -41,7 +41,7 @@ def test_doc_contains_exactly_the_rendered_tables() -> None:
     assert text.count(BEGIN) == 1 and text.count(END) == 1
     body = text.split(BEGIN, 1)[1].split(END, 1)[0]
     assert body.strip("\n") == c.render_markdown().strip("\n"), (
-        "docs/conventions.md is stale: paste `python -c 'from vfo_otel.conventions import "
+        "docs/conventions.md is stale: paste `python -c 'from vfo_otel.contract.conventions import "
         "render_markdown as r; print(r())'` between the markers"
     )
 
@@ -163,18 +163,18 @@ def test_mapping_puts_each_key_where_the_table_says() -> None:
     for scope in (1, 2, 3, 4):
         for state in (2, 4, 5):
             event = _full(scope, state)
-            seen[Where.SPAN] |= set(mapping.span_start(event).attributes)
+            seen[Where.SPAN] |= set(otel.span_start(event).attributes)
             if state in c.TERMINAL_STATES:
-                seen[Where.SPAN] |= set(mapping.span_end(event).attributes)
-            seen[Where.SPAN_EVENT] |= set(mapping.span_event(event).attributes)
-            seen[Where.LOG_RECORD] |= set(mapping.log_record(event).attributes)
-            for point in mapping.metric_points(event):
+                seen[Where.SPAN] |= set(otel.span_end(event).attributes)
+            seen[Where.SPAN_EVENT] |= set(otel.span_event(event).attributes)
+            seen[Where.LOG_RECORD] |= set(otel.log_record(event).attributes)
+            for point in otel.metric_points(event):
                 seen[Where.METRIC_LABEL] |= set(point.labels)
     heartbeat = _full(4, 2)
     heartbeat.heartbeat = True  # heartbeats are log records only (the emitter adds no span event)
-    seen[Where.LOG_RECORD] |= set(mapping.log_record(heartbeat).attributes)
-    assert mapping.log_record(heartbeat).event_name == c.HEARTBEAT_EVENT_NAME
-    assert mapping.metric_points(heartbeat) == []
+    seen[Where.LOG_RECORD] |= set(otel.log_record(heartbeat).attributes)
+    assert otel.log_record(heartbeat).event_name == c.HEARTBEAT_EVENT_NAME
+    assert otel.metric_points(heartbeat) == []
     extra = c.ATTR_PREFIX_EXTRA + "k"
     assert extra in seen[Where.LOG_RECORD] and extra in seen[Where.SPAN_EVENT]
     for where in (Where.SPAN, Where.SPAN_EVENT, Where.LOG_RECORD, Where.METRIC_LABEL):

@@ -12,9 +12,8 @@ import sys
 from pathlib import Path
 
 from vfo_otel._gen.vfo.events.v1 import events_pb2 as ev
-from vfo_otel.demo import MEDIA, MEDIA_ASSETS, REPORT
-from vfo_otel.fold import Selection, snapshot_of
-from vfo_otel.store import EventStore
+from vfo_otel.app.demo import MEDIA, MEDIA_ASSETS, REPORT
+from vfo_otel.receiver import EventStore, Selection, snapshot_of
 
 VFO_OTEL = str(Path(sys.executable).with_name("vfo-otel"))
 RUN_ID = "demo-under-test"

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from vfo_otel import Emitter, RunEvent, mapping
-from vfo_otel import conventions as c
-from vfo_otel.conventions import Key
+from vfo_otel import Emitter, RunEvent, contract, otel
+from vfo_otel.contract import conventions as c
+from vfo_otel.contract.conventions import Key
 from vfo_otel.testing import InMemoryTelemetry, in_memory_emitter
 
 from .conftest import WORKFLOW
@@ -25,7 +25,7 @@ class Boom(Exception):
 
 
 def logged_events(t: InMemoryTelemetry) -> list[RunEvent]:
-    return [mapping.events_from_log_record(r) for r in t.otlp_log_records()]
+    return [otel.events_from_log_record(r) for r in t.otlp_log_records()]
 
 
 def spans_by_name(t: InMemoryTelemetry) -> dict[str, list[Any]]:
@@ -63,7 +63,7 @@ def test_reference_pipeline_with_one_retry(
     logs = telemetry.logs.get_finished_logs()
 
     # Exactly one trace, derived from the run id.
-    assert {s.context.trace_id for s in spans} == {mapping.trace_id_for_run("run-1")}
+    assert {s.context.trace_id for s in spans} == {contract.trace_id_for_run("run-1")}
     by_name = spans_by_name(telemetry)
     assert {name: len(v) for name, v in by_name.items()} == {
         "vfo.run": 1,
@@ -297,9 +297,9 @@ def test_terminal_event_alone_gives_span_with_real_start(telemetry: InMemoryTele
     (span,) = telemetry.spans.get_finished_spans()
     assert span.end_time == T0_NS
     assert span.start_time == T0_NS - 90 * 10**9
-    assert span.context.span_id == mapping.span_id_for(mapping.entity_key(event))
+    assert span.context.span_id == contract.span_id_for(contract.entity_key(event))
     assert span.parent is not None
-    assert span.parent.span_id == mapping.span_id_for(("run-1", "video", "clip-1"))
+    assert span.parent.span_id == contract.span_id_for(("run-1", "video", "clip-1"))
 
 
 def test_start_and_end_from_separate_events_share_one_span(telemetry: InMemoryTelemetry) -> None:
@@ -508,9 +508,9 @@ def test_many_extra_attributes_never_evict_canonical_keys(telemetry: InMemoryTel
     assert emitted.attributes["attributes_original_count"] == "300"
     assert "k000" in emitted.attributes and "k299" not in emitted.attributes
     (record,) = telemetry.otlp_log_records()
-    assert mapping.events_from_log_record(record) == mapping.normalize(emitted)
+    assert otel.events_from_log_record(record) == otel.normalize(emitted)
     (span,) = telemetry.otlp_spans()
-    assert mapping.events_from_span(span) == ([mapping.normalize(emitted)], [])
+    assert otel.events_from_span(span) == ([otel.normalize(emitted)], [])
 
 
 def test_heartbeat_is_a_log_record_of_each_running_node_and_no_transition() -> None:

@@ -1,4 +1,4 @@
-"""The emitter's per-event path on plain values (``mapping._Event``): the runner's handles hand
+"""The emitter's per-event path on plain values (``otel.EventFields``): the runner's handles hand
 their fields over without building a RunEvent, and ``emit(RunEvent)`` reads the message once.
 Both must emit exactly what the RunEvent path emits."""
 
@@ -12,8 +12,8 @@ from google.protobuf import text_format
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vfo_otel import RunEvent, mapping
-from vfo_otel.runner import NodeSpec
+from vfo_otel import RunEvent, contract, otel
+from vfo_otel.emitter import NodeSpec
 from vfo_otel.testing import InMemoryTelemetry, in_memory_emitter, run_events
 
 PROPERTY = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -142,9 +142,9 @@ def test_the_override_sees_each_handle_event_as_the_handle_builds_it() -> None:
 @PROPERTY
 @given(run_events())
 def test_plain_fields_of_a_run_event_build_the_same_run_event(event: RunEvent) -> None:
-    fields = mapping._Event.of(event)
+    fields = otel.EventFields.of(event)
     assert fields.message() == event
-    assert fields.key() == mapping.entity_key(event)
+    assert fields.key() == contract.entity_key(event)
 
 
 def test_emit_refuses_what_is_not_a_run_event(telemetry: InMemoryTelemetry) -> None:
@@ -205,7 +205,7 @@ def test_lone_surrogates_in_workflow_ids_become_replacement_characters(telemetry
             pass
     assert telemetry.emitter.stats.failures == {}
     records = telemetry.otlp_log_records()  # encodes: every string is valid UTF-8
-    events = [mapping.events_from_log_record(r) for r in records]
+    events = [otel.events_from_log_record(r) for r in records]
     assert {(e.node_id, e.stage_id) for e in events if e.node_id} == {("a\ufffd", "s\ufffd"), ("b", "s")}
     upstream = {tuple(e.upstream_node_ids) for e in events if e.node_id == "b" and e.upstream_node_ids}
     assert upstream == {("a\ufffd",), ("u\ufffd",)}  # queued (workflow), running (after=)
@@ -226,7 +226,7 @@ def _points(t: InMemoryTelemetry) -> list[tuple[str, list[tuple[str, Any]], Any]
 @given(events=st.lists(run_events(), min_size=1, max_size=40), limit=st.sampled_from([3, 8, 2000]))
 def test_cached_metric_labels_record_what_the_mapping_says(events: list[RunEvent], limit: int) -> None:
     """The emitter's per-entity cache of admitted metric labels (Emitter._emit_metrics) records
-    exactly what mapping._metric_updates through the cardinality cap records, overflow included."""
+    exactly what otel.metric_updates through the cardinality cap records, overflow included."""
     cached, reference = in_memory_emitter(cardinality_limit=limit), in_memory_emitter(cardinality_limit=limit)
     reference.emitter._shared_labels = lambda parts: parts  # type: ignore[method-assign]  # no cache
     try:

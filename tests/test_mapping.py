@@ -1,4 +1,5 @@
-"""Pure unit and property tests of vfo_otel.mapping (fixed ids and timestamps)."""
+"""Pure unit and property tests of the reference mapping (vfo_otel.otel) and the receiver's one-pass
+decoder against it (fixed ids and timestamps)."""
 
 from __future__ import annotations
 
@@ -13,13 +14,12 @@ from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.logs.v1 import logs_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 
-from vfo_otel import conventions as c
-from vfo_otel import mapping
+from vfo_otel import contract, otel, receiver
 from vfo_otel._gen.vfo.events.v1.events_pb2 import Origin
-from vfo_otel.conventions import Key
-from vfo_otel.events import AssetRef, Command, Error, RunEvent
-from vfo_otel.fold import facts_of
-from vfo_otel.limits import Limits, check_event
+from vfo_otel.contract import AssetRef, Command, Error, Limits, RunEvent, check_event
+from vfo_otel.contract import conventions as c
+from vfo_otel.contract.conventions import Key
+from vfo_otel.receiver import record_of
 from vfo_otel.testing import in_memory_emitter, run_events
 
 T0_NS = 1_764_400_000_123_456_789  # a fixed event time (2025-11-29)
@@ -51,9 +51,9 @@ def make(scope: int = SCOPE_NODE, state: int = RUNNING, **fields: Any) -> RunEve
 
 def test_trace_id_is_sha256_of_run_id_and_stable() -> None:
     expected = int.from_bytes(hashlib.sha256(b"vfo-trace\x1frun-1").digest()[:16], "big")
-    assert mapping.trace_id_for_run("run-1") == expected
-    assert mapping.trace_id_for_run("run-1") == mapping.trace_id_for_run("run-1")
-    assert mapping.trace_id_for_run("run-2") != expected
+    assert contract.trace_id_for_run("run-1") == expected
+    assert contract.trace_id_for_run("run-1") == contract.trace_id_for_run("run-1")
+    assert contract.trace_id_for_run("run-2") != expected
 
 
 def test_span_id_is_sha256_of_entity_key() -> None:
@@ -61,48 +61,48 @@ def test_span_id_is_sha256_of_entity_key() -> None:
     expected = int.from_bytes(
         hashlib.sha256(b"vfo-span" + b"".join(b"\x1f" + p.encode() for p in key)).digest()[:8], "big"
     )
-    assert mapping.span_id_for(key) == expected
+    assert contract.span_id_for(key) == expected
     # The separator keeps ("ab", "c") and ("a", "bc") apart.
-    assert mapping.span_id_for(("ab", "c")) != mapping.span_id_for(("a", "bc"))
+    assert contract.span_id_for(("ab", "c")) != contract.span_id_for(("a", "bc"))
 
 
 def test_entity_key_per_scope() -> None:
-    assert mapping.entity_key(make(SCOPE_RUN)) == ("run-1",)
-    assert mapping.entity_key(make(SCOPE_PIPELINE)) == ("run-1", "video")
-    assert mapping.entity_key(make(SCOPE_ASSET)) == ("run-1", "video", "clip-1")
+    assert contract.entity_key(make(SCOPE_RUN)) == ("run-1",)
+    assert contract.entity_key(make(SCOPE_PIPELINE)) == ("run-1", "video")
+    assert contract.entity_key(make(SCOPE_ASSET)) == ("run-1", "video", "clip-1")
     node_key = ("run-1", "video", "clip-1", "encode_h264", "3")
-    assert mapping.entity_key(make(SCOPE_NODE, attempt_id=3)) == node_key
+    assert contract.entity_key(make(SCOPE_NODE, attempt_id=3)) == node_key
     with pytest.raises(ValueError, match="scope 0"):
-        mapping.entity_key(make(0))
+        contract.entity_key(make(0))
 
 
 def test_span_parent_chain_node_asset_pipeline_run() -> None:
-    node = mapping.span_start(make(SCOPE_NODE))
-    asset = mapping.span_start(make(SCOPE_ASSET))
-    pipeline = mapping.span_start(make(SCOPE_PIPELINE))
-    run = mapping.span_start(make(SCOPE_RUN))
+    node = otel.span_start(make(SCOPE_NODE))
+    asset = otel.span_start(make(SCOPE_ASSET))
+    pipeline = otel.span_start(make(SCOPE_PIPELINE))
+    run = otel.span_start(make(SCOPE_RUN))
     assert node.parent_span_id == asset.span_id
     assert asset.parent_span_id == pipeline.span_id
     assert pipeline.parent_span_id == run.span_id
     assert run.parent_span_id is None
     trace_ids = {node.trace_id, asset.trace_id, pipeline.trace_id, run.trace_id}
-    assert trace_ids == {mapping.trace_id_for_run("run-1")}
+    assert trace_ids == {contract.trace_id_for_run("run-1")}
     assert len({node.span_id, asset.span_id, pipeline.span_id, run.span_id}) == 4
     # Retries are sibling spans under the same asset.
-    retry = mapping.span_start(make(SCOPE_NODE, attempt_id=2))
+    retry = otel.span_start(make(SCOPE_NODE, attempt_id=2))
     assert retry.parent_span_id == asset.span_id and retry.span_id != node.span_id
 
 
 def test_span_names_and_cicd_attributes() -> None:
-    node = mapping.span_start(make(SCOPE_NODE, attempt_id=2))
+    node = otel.span_start(make(SCOPE_NODE, attempt_id=2))
     assert node.name == "vfo.node encode_h264"
     assert node.attributes[Key.CICD_TASK_NAME] == "encode_h264"
     assert node.attributes[Key.CICD_TASK_RUN_ID] == "video/clip-1/encode_h264/2"
     assert node.attributes[Key.CICD_PIPELINE_RUN_ID] == "run-1"
     assert node.attributes[Key.ATTEMPT_ID] == 2
-    assert mapping.span_start(make(SCOPE_PIPELINE)).name == "vfo.pipeline video"
-    assert mapping.span_start(make(SCOPE_RUN)).name == "vfo.run"
-    assert Key.PIPELINE_ID not in mapping.span_start(make(SCOPE_RUN)).attributes
+    assert otel.span_start(make(SCOPE_PIPELINE)).name == "vfo.pipeline video"
+    assert otel.span_start(make(SCOPE_RUN)).name == "vfo.run"
+    assert Key.PIPELINE_ID not in otel.span_start(make(SCOPE_RUN)).attributes
 
 
 # ---------------------------------------------------------------------------
@@ -122,24 +122,24 @@ def test_span_names_and_cicd_attributes() -> None:
     ],
 )
 def test_log_severity_from_state(state: int, number: int, text: str) -> None:
-    rec = mapping.log_record(make(SCOPE_NODE, state))
+    rec = otel.log_record(make(SCOPE_NODE, state))
     assert (rec.severity_number, rec.severity_text) == (number, text)
 
 
 def test_log_record_fields() -> None:
     event = make(SCOPE_NODE, FAILED, exit_code=3, error=Error(error_class="ExitCode", detail="status 3"))
-    rec = mapping.log_record(event)
+    rec = otel.log_record(event)
     assert rec.timestamp_ns == T0_NS
     assert rec.event_name == "vfo.node.transition"
-    assert rec.trace_id == mapping.trace_id_for_run("run-1")
-    assert rec.span_id == mapping.span_id_for(mapping.entity_key(event))
+    assert rec.trace_id == contract.trace_id_for_run("run-1")
+    assert rec.span_id == contract.span_id_for(contract.entity_key(event))
     assert rec.body == "node encode_h264 attempt 1 for clip-1 in video failed: ExitCode (exit 3)"
     assert rec.attributes[Key.EVENT_ID] == "ev-1"
     assert rec.attributes[Key.STATE] == "failed"
     assert rec.attributes[Key.EXIT_CODE] == 3
     assert rec.attributes[Key.ERROR_TYPE] == "ExitCode"
     assert rec.attributes[Key.EVENT_SEQUENCE] == 7
-    assert {mapping.log_record(make(s)).event_name for s in (1, 2, 3, 4)} == set(c.LOG_EVENT_NAMES.values())
+    assert {otel.log_record(make(s)).event_name for s in (1, 2, 3, 4)} == set(c.LOG_EVENT_NAMES.values())
 
 
 def test_span_event_carries_transition_fields() -> None:
@@ -152,7 +152,7 @@ def test_span_event_carries_transition_fields() -> None:
         outputs=[AssetRef(uri="/out/a.mp4", size_bytes=1024)],
     )
     event.duration.FromNanoseconds(1_500_000_000)
-    data = mapping.span_event(event)
+    data = otel.span_event(event)
     assert data.name == c.SPAN_EVENT_NAME == "vfo.transition"
     assert data.timestamp_ns == T0_NS
     attrs = data.attributes
@@ -165,17 +165,17 @@ def test_span_event_carries_transition_fields() -> None:
 
 
 def test_span_end_status() -> None:
-    failed = mapping.span_end(make(SCOPE_NODE, FAILED, error=Error(error_class="Timeout", detail="600 s")))
+    failed = otel.span_end(make(SCOPE_NODE, FAILED, error=Error(error_class="Timeout", detail="600 s")))
     assert not failed.ok and failed.description == "600 s"
     assert failed.attributes[Key.ERROR_TYPE] == "Timeout"
     assert failed.attributes[Key.CICD_TASK_RUN_RESULT] == "failure"
-    unknown = mapping.span_end(make(SCOPE_PIPELINE, FAILED))
+    unknown = otel.span_end(make(SCOPE_PIPELINE, FAILED))
     assert unknown.attributes[Key.ERROR_TYPE] == "_OTHER"
     assert unknown.attributes[Key.CICD_PIPELINE_RESULT] == "failure"
-    ok = mapping.span_end(make(SCOPE_NODE, COMPLETE))
+    ok = otel.span_end(make(SCOPE_NODE, COMPLETE))
     assert ok.ok and ok.description == "" and Key.ERROR_TYPE not in ok.attributes
     assert ok.attributes[Key.CICD_TASK_RUN_RESULT] == "success"
-    assert mapping.span_end(make(SCOPE_RUN, SKIPPED)).attributes[Key.CICD_PIPELINE_RESULT] == "skip"
+    assert otel.span_end(make(SCOPE_RUN, SKIPPED)).attributes[Key.CICD_PIPELINE_RESULT] == "skip"
 
 
 @pytest.mark.parametrize("scope", [1, 2, 3, 4])
@@ -189,7 +189,7 @@ def test_metric_labels_come_from_the_allow_list(scope: int, state: int) -> None:
         command=Command(command_line="ffmpeg -i /tmp/secret"),
     )
     event.duration.FromNanoseconds(2_000_000_000)
-    points = mapping.metric_points(event)
+    points = otel.metric_points(event)
     assert points[0].name == "vfo.transitions" and points[0].value == 1
     for point in points:
         assert set(point.labels) <= c.METRIC_LABELS
@@ -203,11 +203,11 @@ def test_metric_labels_come_from_the_allow_list(scope: int, state: int) -> None:
 def test_duration_metric_in_seconds_and_error_class_label() -> None:
     event = make(SCOPE_NODE, FAILED, previous_state=RUNNING, error=Error(error_class="Crashed"))
     event.duration.FromNanoseconds(2_500_000_000)
-    points = {p.name: p for p in mapping.metric_points(event)}
+    points = {p.name: p for p in otel.metric_points(event)}
     assert points["vfo.duration"].value == 2.5
     assert points["vfo.duration"].labels[Key.STATE] == "failed"
     assert points["vfo.errors"].labels[Key.ERROR_TYPE] == "Crashed"
-    assert mapping.metric_points(make(SCOPE_RUN, FAILED))[-1].labels[Key.ERROR_TYPE] == "_OTHER"
+    assert otel.metric_points(make(SCOPE_RUN, FAILED))[-1].labels[Key.ERROR_TYPE] == "_OTHER"
 
 
 @pytest.mark.parametrize(
@@ -227,7 +227,7 @@ def test_duration_metric_in_seconds_and_error_class_label() -> None:
 def test_nodes_active_moves_by_running(previous: int, state: int, delta: int | None) -> None:
     points = [
         p
-        for p in mapping.metric_points(make(SCOPE_NODE, state, previous_state=previous))
+        for p in otel.metric_points(make(SCOPE_NODE, state, previous_state=previous))
         if p.name == "vfo.nodes.active"
     ]
     if delta is None:
@@ -240,7 +240,7 @@ def test_nodes_active_moves_by_running(previous: int, state: int, delta: int | N
 
 def test_nodes_active_only_for_nodes() -> None:
     for scope in (SCOPE_RUN, SCOPE_PIPELINE, SCOPE_ASSET):
-        assert all(p.name != "vfo.nodes.active" for p in mapping.metric_points(make(scope, RUNNING)))
+        assert all(p.name != "vfo.nodes.active" for p in otel.metric_points(make(scope, RUNNING)))
 
 
 def test_normalize_clears_empty_submessages() -> None:
@@ -248,10 +248,10 @@ def test_normalize_clears_empty_submessages() -> None:
     event.command.SetInParent()
     event.error.SetInParent()
     assert event.HasField("command") and event.HasField("error")
-    normal = mapping.normalize(event)
+    normal = otel.normalize(event)
     assert not normal.HasField("command") and not normal.HasField("error")
     assert event.HasField("command"), "normalize must not modify its argument"
-    kept = mapping.normalize(make(SCOPE_RUN, FAILED, error=Error(detail="x")))
+    kept = otel.normalize(make(SCOPE_RUN, FAILED, error=Error(detail="x")))
     assert kept.error.detail == "x"
 
 
@@ -280,7 +280,7 @@ def _record(attrs: dict[str, Any]) -> logs_pb2.LogRecord:
 
 
 def _attrs(event: RunEvent) -> dict[str, Any]:
-    return dict(mapping.log_record(event).attributes)
+    return dict(otel.log_record(event).attributes)
 
 
 def test_decode_log_record_round_trip_fixed() -> None:
@@ -294,40 +294,40 @@ def test_decode_log_record_round_trip_fixed() -> None:
         attributes={"host": "w3"},
         inputs=[AssetRef(asset_id="clip-1", uri="/in/a.mov", size_bytes=0)],
     )
-    decoded = mapping.events_from_log_record(_record(_attrs(event)))
-    assert decoded == mapping.normalize(event)
+    decoded = otel.events_from_log_record(_record(_attrs(event)))
+    assert decoded == otel.normalize(event)
     assert decoded.inputs[0].HasField("size_bytes")  # an explicit 0 survives
 
 
 def test_decode_uses_observed_time_when_time_is_unset() -> None:
     record = _record(_attrs(make(SCOPE_RUN, RUNNING)))
     record.time_unix_nano, record.observed_time_unix_nano = 0, T0_NS + 5
-    assert mapping.events_from_log_record(record).time.ToNanoseconds() == T0_NS + 5
+    assert otel.events_from_log_record(record).time.ToNanoseconds() == T0_NS + 5
 
 
 def test_decode_error_missing_run_id() -> None:
     attrs = _attrs(make(SCOPE_PIPELINE, RUNNING))
     del attrs[Key.RUN_ID]
-    with pytest.raises(mapping.DecodeError, match=r"missing attribute 'vfo\.run\.id'"):
-        mapping.events_from_log_record(_record(attrs))
+    with pytest.raises(otel.DecodeError, match=r"missing attribute 'vfo\.run\.id'"):
+        otel.events_from_log_record(_record(attrs))
 
 
 def test_decode_error_empty_run_id() -> None:
     attrs = {**_attrs(make(SCOPE_RUN, RUNNING)), Key.RUN_ID: ""}
-    with pytest.raises(mapping.DecodeError, match=r"'vfo\.run\.id' is empty"):
-        mapping.events_from_log_record(_record(attrs))
+    with pytest.raises(otel.DecodeError, match=r"'vfo\.run\.id' is empty"):
+        otel.events_from_log_record(_record(attrs))
 
 
 def test_decode_error_unknown_state() -> None:
     attrs = {**_attrs(make(SCOPE_NODE, RUNNING)), Key.STATE: "exploded"}
-    with pytest.raises(mapping.DecodeError, match="unknown state 'exploded'"):
-        mapping.events_from_log_record(_record(attrs))
+    with pytest.raises(otel.DecodeError, match="unknown state 'exploded'"):
+        otel.events_from_log_record(_record(attrs))
 
 
 def test_decode_error_unknown_scope() -> None:
     attrs = {**_attrs(make(SCOPE_NODE, RUNNING)), Key.SCOPE: "cluster"}
-    with pytest.raises(mapping.DecodeError, match="unknown scope 'cluster'"):
-        mapping.events_from_log_record(_record(attrs))
+    with pytest.raises(otel.DecodeError, match="unknown scope 'cluster'"):
+        otel.events_from_log_record(_record(attrs))
 
 
 @pytest.mark.parametrize(
@@ -343,29 +343,29 @@ def test_decode_error_unknown_scope() -> None:
 )
 def test_decode_error_wrong_attribute_type(key: str, value: Any, message: str) -> None:
     attrs = {**_attrs(make(SCOPE_NODE, RUNNING)), key: value}
-    with pytest.raises(mapping.DecodeError, match=message):
-        mapping.events_from_log_record(_record(attrs))
+    with pytest.raises(otel.DecodeError, match=message):
+        otel.events_from_log_record(_record(attrs))
 
 
 def test_decode_error_node_without_attempt() -> None:
     attrs = _attrs(make(SCOPE_NODE, RUNNING))
     del attrs[Key.ATTEMPT_ID]
-    with pytest.raises(mapping.DecodeError, match=r"missing attribute 'vfo\.attempt\.id'"):
-        mapping.events_from_log_record(_record(attrs))
-    with pytest.raises(mapping.DecodeError, match="out of range: 0"):
-        mapping.events_from_log_record(_record({**attrs, Key.ATTEMPT_ID: 0}))
+    with pytest.raises(otel.DecodeError, match=r"missing attribute 'vfo\.attempt\.id'"):
+        otel.events_from_log_record(_record(attrs))
+    with pytest.raises(otel.DecodeError, match="out of range: 0"):
+        otel.events_from_log_record(_record({**attrs, Key.ATTEMPT_ID: 0}))
 
 
 def test_is_vfo_log_record() -> None:
-    assert mapping.is_vfo_log_record(_record(_attrs(make())))
-    assert mapping.is_vfo_log_record(logs_pb2.LogRecord(event_name="vfo.run.transition"))
-    assert not mapping.is_vfo_log_record(logs_pb2.LogRecord(event_name="app.started"))
+    assert otel.is_vfo_log_record(_record(_attrs(make())))
+    assert otel.is_vfo_log_record(logs_pb2.LogRecord(event_name="vfo.run.transition"))
+    assert not otel.is_vfo_log_record(logs_pb2.LogRecord(event_name="app.started"))
 
 
 def test_events_from_span_merges_entity_and_reports_bad_events() -> None:
     event = make(SCOPE_NODE, COMPLETE)
-    start = mapping.span_start(event)
-    good = mapping.span_event(event)
+    start = otel.span_start(event)
+    good = otel.span_event(event)
     bad = {**good.attributes, Key.STATE: "nope"}
     span = trace_pb2.Span(
         name=start.name,
@@ -382,15 +382,15 @@ def test_events_from_span_merges_entity_and_reports_bad_events() -> None:
             ),
         ],
     )
-    events, errors = mapping.events_from_span(span)
-    assert events == [mapping.normalize(event)]
+    events, errors = otel.events_from_span(span)
+    assert events == [otel.normalize(event)]
     assert len(errors) == 1 and "unknown state 'nope'" in str(errors[0])
 
 
 def _outcome(decode: Any) -> Any:
     try:
         return decode()
-    except (mapping.DecodeError, ValueError) as exc:
+    except (otel.DecodeError, ValueError) as exc:
         return (type(exc).__name__, str(exc))
 
 
@@ -437,9 +437,9 @@ def test_property_fast_decode_agrees_with_the_reference_path(
     """The one-pass decoder gives the reference decoder's result (event or error message) for
     any attribute set: wrong types, bad values, duplicate keys (last wins), extras."""
     record = _full_record_with(changes, node)
-    fast = _outcome(lambda: mapping.events_from_log_record(record))
+    fast = _outcome(lambda: otel.events_from_log_record(record))
     reference = _outcome(
-        lambda: mapping.event_from_attributes(mapping.otlp_attributes_to_dict(record.attributes), T0_NS)
+        lambda: otel.event_from_attributes(otel.otlp_attributes_to_dict(record.attributes), T0_NS)
     )
     assert fast == reference
 
@@ -468,19 +468,19 @@ def _decode_then_check(decode: Any, limits: Limits = _LIMITS_FOR_TESTS) -> RunEv
     return event
 
 
-def test_receiver_decoder_takes_a_plain_record_and_gives_its_facts() -> None:
+def test_receiver_decoder_takes_a_plain_record_and_gives_its_record() -> None:
     event = make(SCOPE_NODE, FAILED, exit_code=2, error=Error(error_class="Boom", detail="d"))
     event.inputs.add(uri="/in/a", size_bytes=3)
     event.outputs.add(uri="/out/b")
     event.attributes["k"] = "v"
     record = _record(_attrs(event))
-    got = mapping.log_record_event(record, Limits(), _ORIGIN)
+    got = receiver.log_record_event(record, Limits(), _ORIGIN)
     assert got is not None
-    expected = mapping.normalize(event)
+    expected = otel.normalize(event)
     expected.origin.CopyFrom(_ORIGIN)
-    assert got[0] == expected
-    assert got[1] == facts_of(expected)
-    assert mapping.log_record_event(record, Limits(), _ORIGIN) == got  # the refs cache changes nothing
+    assert got.event == expected
+    assert got == record_of(expected)
+    assert receiver.log_record_event(record, Limits(), _ORIGIN) == got  # the refs cache changes nothing
 
 
 _ID_FIELDS = ("event_id", "run_id", "pipeline_id", "asset_id", "node_id", "stage_id", "source_id")
@@ -490,7 +490,7 @@ _ID_FIELDS = ("event_id", "run_id", "pipeline_id", "asset_id", "node_id", "stage
 @given(run_events(), st.booleans())
 def test_property_receiver_decoder_on_emitted_records_and_spans(event: RunEvent, printable: bool) -> None:
     """Every record and span event the emitter writes for any event: the receiver's one-pass
-    decoder gives what decode + check_event give, and fold.facts_of of it. It leaves an event to
+    decoder gives what decode + check_event give, and record_of of it. It leaves an event to
     the reference path only where check_event acts or an id is not printable."""
     if printable:  # mostly arbitrary text has a non-printable character somewhere
         for name in _ID_FIELDS:
@@ -504,25 +504,25 @@ def test_property_receiver_decoder_on_emitted_records_and_spans(event: RunEvent,
     finally:
         t.close()
     limits = Limits()
-    plain = mapping.normalize(event)
+    plain = otel.normalize(event)
     checked = _decode_then_check(lambda: RunEvent.FromString(plain.SerializeToString()), limits)
     ids = [getattr(event, name) for name in _ID_FIELDS] + list(event.upstream_node_ids)
     plain.origin.CopyFrom(_ORIGIN)
     may_decline = checked != plain or not "".join(ids).isprintable()
     for record in records:
-        got = mapping.log_record_event(record, limits, _ORIGIN)
+        got = receiver.log_record_event(record, limits, _ORIGIN)
         assert got is not None or may_decline
         if got is not None:
-            assert got[0] == checked
-            assert got[1] == facts_of(got[0])
+            assert got.event == checked
+            assert got == record_of(got.event)
     for span in spans:
-        decoded, errors = mapping.span_events(span, limits, _ORIGIN)
+        decoded, errors = receiver.span_events(span, limits, _ORIGIN)
         assert errors == []
         for got_event, facts in decoded:
             assert facts is not None or may_decline
             if facts is not None:
                 assert got_event == checked
-                assert facts == facts_of(got_event)
+                assert facts == record_of(got_event)
 
 
 @PROPERTY
@@ -532,15 +532,15 @@ def test_property_receiver_decoder_agrees_with_decode_then_check(
 ) -> None:
     """The receiver's one-pass decoder (ids and texts checked against the limits inside it) gives
     the event that events_from_log_record + check_event give, with its origin, or leaves the
-    record to them (None); its facts are fold.facts_of(event)."""
+    record to them (None); its record is record_of(event)."""
     record = _full_record_with(changes, node)
-    got = mapping.log_record_event(record, _LIMITS_FOR_TESTS, _ORIGIN)
-    expected = _decode_then_check(lambda: mapping.events_from_log_record(record))
+    got = receiver.log_record_event(record, _LIMITS_FOR_TESTS, _ORIGIN)
+    expected = _decode_then_check(lambda: otel.events_from_log_record(record))
     if got is None:
         return
     assert isinstance(expected, RunEvent), expected
-    assert got[0] == expected
-    assert got[1] == facts_of(expected)
+    assert got.event == expected
+    assert got == record_of(expected)
 
 
 @PROPERTY
@@ -555,8 +555,8 @@ def test_property_receiver_span_decoder_agrees_with_decode_then_check(
     check_event give (with its origin), the others are events_from_span's own, and the errors
     are the same."""
     event = make(SCOPE_NODE, COMPLETE, command=Command(command_line="x", argv=["x"]))
-    start = mapping.span_start(event)
-    transition = mapping.span_event(event)
+    start = otel.span_start(event)
+    transition = otel.span_event(event)
     span = trace_pb2.Span(
         name=start.name, attributes=[_kv(k, v) for k, v in start.attributes.items()]
     )
@@ -565,8 +565,8 @@ def test_property_receiver_span_decoder_agrees_with_decode_then_check(
         span_ev = span.events.add(name=transition.name, time_unix_nano=T0_NS)
         span_ev.attributes.extend(_kv(k, v) for k, v in transition.attributes.items())
         span_ev.attributes.extend(_kv_any(k, v) for k, v in changes)
-    decoded, errors = mapping.span_events(span, _LIMITS_FOR_TESTS, _ORIGIN)
-    reference, reference_errors = mapping.events_from_span(span)
+    decoded, errors = receiver.span_events(span, _LIMITS_FOR_TESTS, _ORIGIN)
+    reference, reference_errors = otel.events_from_span(span)
     assert [str(e) for e in errors] == [str(e) for e in reference_errors]
     assert len(decoded) == len(reference)
     for (got, facts), ref in zip(decoded, reference, strict=True):
@@ -574,7 +574,7 @@ def test_property_receiver_span_decoder_agrees_with_decode_then_check(
             assert got == ref
         else:
             assert got == _decode_then_check(lambda ref=ref: ref)
-            assert facts == facts_of(ref)
+            assert facts == record_of(ref)
 
 
 @pytest.mark.parametrize(
@@ -606,15 +606,15 @@ def test_refs_fast_path_agrees_with_protobuf_json(refs: str) -> None:
             return [json_format.ParseDict(i, AssetRef()) for i in items]
         except (ValueError, json_format.ParseError) as exc:
             message = f"attribute 'vfo.inputs' is not a JSON array of AssetRef: {exc}"
-            raise mapping.DecodeError(message) from exc
+            raise otel.DecodeError(message) from exc
 
-    assert _outcome(lambda: mapping._refs_from_json("vfo.inputs", refs)) == _outcome(reference)
+    assert _outcome(lambda: otel.refs_from_json("vfo.inputs", refs)) == _outcome(reference)
 
 
 def test_refs_item_that_is_not_an_object_is_a_decode_error() -> None:
     # protobuf's ParseDict raises TypeError here, which used to escape the decoder
-    with pytest.raises(mapping.DecodeError, match=r"'vfo\.inputs' is not a JSON array of AssetRef: item 1"):
-        mapping._refs_from_json("vfo.inputs", '[{"uri":"/x"}, 1]')
+    with pytest.raises(otel.DecodeError, match=r"'vfo\.inputs' is not a JSON array of AssetRef: item 1"):
+        otel.refs_from_json("vfo.inputs", '[{"uri":"/x"}, 1]')
 
 
 # ---------------------------------------------------------------------------
@@ -632,7 +632,7 @@ def test_property_log_path_round_trip(event: RunEvent) -> None:
         assert emitted == event  # nothing to fill in: ids, time and source are set
         records = t.otlp_log_records()
         assert len(records) == 1
-        assert mapping.events_from_log_record(records[0]) == mapping.normalize(event)
+        assert otel.events_from_log_record(records[0]) == otel.normalize(event)
     finally:
         t.close()
 
@@ -646,12 +646,12 @@ def test_property_span_path_round_trip(event: RunEvent) -> None:
         assert t.emitter.stats.failures == {}
         spans = t.otlp_spans()
         assert len(spans) == 1  # a terminal event ends (and exports) its entity's span
-        events, errors = mapping.events_from_span(spans[0])
+        events, errors = otel.events_from_span(spans[0])
         assert errors == []
-        assert events == [mapping.normalize(event)]
+        assert events == [otel.normalize(event)]
         span = spans[0]
-        assert span.trace_id == mapping.trace_id_for_run(event.run_id).to_bytes(16, "big")
-        assert span.span_id == mapping.span_id_for(mapping.entity_key(event)).to_bytes(8, "big")
+        assert span.trace_id == contract.trace_id_for_run(event.run_id).to_bytes(16, "big")
+        assert span.span_id == contract.span_id_for(contract.entity_key(event)).to_bytes(8, "big")
         assert span.end_time_unix_nano == event.time.ToNanoseconds()
         duration_ns = event.duration.ToNanoseconds() if event.HasField("duration") else 0
         assert span.start_time_unix_nano == event.time.ToNanoseconds() - duration_ns
@@ -663,6 +663,6 @@ def test_property_span_path_round_trip(event: RunEvent) -> None:
 @PROPERTY
 @given(run_events())
 def test_property_metric_labels_never_carry_entity_ids(event: RunEvent) -> None:
-    for point in mapping.metric_points(event):
+    for point in otel.metric_points(event):
         assert set(point.labels) <= c.METRIC_LABELS
         assert Key.RUN_ID not in point.labels and Key.ASSET_ID not in point.labels

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from vfo_otel import Emitter, RunEvent, mapping
-from vfo_otel import conventions as c
-from vfo_otel.conventions import Key
+from vfo_otel import Emitter, RunEvent, contract, otel
+from vfo_otel.contract import conventions as c
+from vfo_otel.contract.conventions import Key
 from vfo_otel.testing import OtlpSink
 
 from .conftest import WORKFLOW
@@ -83,10 +83,10 @@ def test_real_otlp_grpc_export_decodes_to_the_emitted_events(sink: OtlpSink) -> 
     # run 2 + pipeline 2 + asset 2 + queued 3 + a 2 + b 2x2 + c skipped 1 = 16
     assert len(emitter.emitted) == emitter.stats.events == 16
     assert emitter.stats.failures == {}
-    expected = {e.event_id: mapping.normalize(e) for e in emitter.emitted}
+    expected = {e.event_id: otel.normalize(e) for e in emitter.emitted}
 
     records = sink.wait_for_log_records(16, timeout_s=10)
-    from_logs = [mapping.events_from_log_record(r) for r in records]
+    from_logs = [otel.events_from_log_record(r) for r in records]
     assert len(from_logs) == 16
     assert {e.event_id: e for e in from_logs} == expected
 
@@ -94,14 +94,14 @@ def test_real_otlp_grpc_export_decodes_to_the_emitted_events(sink: OtlpSink) -> 
     assert len(spans) == 7
     from_spans = []
     for span in spans:
-        events, errors = mapping.events_from_span(span)
+        events, errors = otel.events_from_span(span)
         assert errors == []
         from_spans += events
     assert len(from_spans) == 16  # every entity ended, so every transition arrived as a span event
     assert {e.event_id: e for e in from_spans} == expected
 
     # Logs carry the trace and span id of their entity; one trace for the run.
-    trace_id = mapping.trace_id_for_run("run-otlp").to_bytes(16, "big")
+    trace_id = contract.trace_id_for_run("run-otlp").to_bytes(16, "big")
     assert {r.trace_id for r in records} == {span.trace_id for span in spans} == {trace_id}
 
     # The resource is service identity only.
@@ -110,7 +110,7 @@ def test_real_otlp_grpc_export_decodes_to_the_emitted_events(sink: OtlpSink) -> 
     resources += [rs.resource for sig, req in requests if sig == "traces" for rs in req.resource_spans]
     assert resources
     for resource in resources:
-        attrs = mapping.otlp_attributes_to_dict(resource.attributes)
+        attrs = otel.otlp_attributes_to_dict(resource.attributes)
         assert attrs["service.name"] == "vfo-export-test"
         assert not any(k.startswith("vfo.") for k in attrs)
 
@@ -120,11 +120,11 @@ def test_real_otlp_grpc_export_decodes_to_the_emitted_events(sink: OtlpSink) -> 
     for metric in metrics:
         kind = metric.WhichOneof("data")
         for point in getattr(metric, kind).data_points:
-            assert set(mapping.otlp_attributes_to_dict(point.attributes)) <= c.METRIC_LABELS
+            assert set(otel.otlp_attributes_to_dict(point.attributes)) <= c.METRIC_LABELS
     units = {m.name: m.unit for m in metrics}
     assert units["vfo.duration"] == "s"
     errors = [
-        mapping.otlp_attributes_to_dict(p.attributes)
+        otel.otlp_attributes_to_dict(p.attributes)
         for m in metrics
         if m.name == "vfo.errors"
         for p in m.sum.data_points

@@ -12,8 +12,7 @@ import pytest
 
 from vfo_otel._gen.vfo.events.v1 import events_pb2 as ev
 from vfo_otel.client import SnapshotClient
-from vfo_otel.config import ReceiverConfig
-from vfo_otel.server import ReceiverThread
+from vfo_otel.receiver import ReceiverConfig, ReceiverThread
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 DEFAULT_ENDPOINT = "127.0.0.1:4317"

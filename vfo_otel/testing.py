@@ -46,7 +46,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from vfo_otel._gen.vfo.events.v1 import events_pb2 as ev
-from vfo_otel.conventions import Key
+from vfo_otel.contract.conventions import Key
 from vfo_otel.emitter import Emitter, build_resource
 
 if TYPE_CHECKING:

@@ -29,9 +29,8 @@ from typing import Any
 import pytest
 
 from vfo_otel import Emitter, NodeSpec, State
-from vfo_otel.config import ReceiverConfig
-from vfo_otel.demo import run_demo
-from vfo_otel.server import ReceiverThread
+from vfo_otel.app.demo import run_demo
+from vfo_otel.receiver import ReceiverConfig, ReceiverThread
 
 try:
     from playwright.sync_api import Browser, Page, Request, ViewportSize, expect, sync_playwright

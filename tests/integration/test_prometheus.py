@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from vfo_otel import Emitter, NodeSpec
-from vfo_otel.conventions import METRIC_LABELS
+from vfo_otel.contract.conventions import METRIC_LABELS
 from vfo_otel.testing import in_memory_emitter
 
 prometheus_client = pytest.importorskip("prometheus_client")

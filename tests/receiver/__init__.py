@@ -14,7 +14,7 @@ from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.logs.v1 import logs_pb2
 from opentelemetry.proto.resource.v1 import resource_pb2
 
-from vfo_otel import mapping
+from vfo_otel import otel
 from vfo_otel._gen.vfo.events.v1 import events_pb2 as ev
 
 __all__ = ["T0_NS", "event", "logs_request", "node", "resource", "vfo_log_record"]
@@ -88,8 +88,8 @@ def resource(**attrs: str) -> resource_pb2.Resource:
 
 
 def vfo_log_record(event: ev.RunEvent) -> logs_pb2.LogRecord:
-    """The OTLP log record of one event, encoded as the emitter does (:func:`vfo_otel.mapping.log_record`)."""
-    data = mapping.log_record(event)
+    """The OTLP log record of one event, encoded as the emitter does (:func:`vfo_otel.otel.log_record`)."""
+    data = otel.log_record(event)
     attrs = []
     for k, v in data.attributes.items():
         if isinstance(v, bool):

@@ -13,17 +13,17 @@ from hypothesis import strategies as st
 from tests.receiver import T0_NS, node
 from vfo_otel._gen.vfo.dashboard.v1 import dashboard_pb2 as db
 from vfo_otel._gen.vfo.events.v1 import events_pb2 as ev
-from vfo_otel.errors import Invalid
-from vfo_otel.fold import (
+from vfo_otel.receiver import (
     DEFAULT_ASSET_PAGE_SIZE,
     MAX_ASSET_PAGE_SIZE,
     Fold,
+    Invalid,
     RunFold,
     Selection,
     asset_page_token,
+    make_selection,
     parse_asset_page_token,
 )
-from vfo_otel.service import make_selection
 
 C, F = ev.STATE_COMPLETE, ev.STATE_FAILED
 NOW_NS = T0_NS + 10**12
@@ -145,7 +145,7 @@ def test_token_round_trip_and_bad_input_is_a_clear_error() -> None:
 
 
 def test_readable_summary_names_failed_assets_of_the_page_and_counts_the_rest() -> None:
-    from vfo_otel.report import format_summary
+    from vfo_otel.app.report import format_summary
 
     run = _run(12, nodes=1)  # a00003 and a00010 fail
     lines = {}

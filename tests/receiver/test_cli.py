@@ -22,10 +22,9 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
 from tests.receiver import event, logs_request, node, vfo_log_record
 from vfo_otel._gen.vfo.dashboard.v1 import dashboard_pb2 as db
 from vfo_otel._gen.vfo.events.v1 import events_pb2 as ev
-from vfo_otel.cli import main
+from vfo_otel.app.cli import main
 from vfo_otel.client import SnapshotClient
-from vfo_otel.config import ReceiverConfig
-from vfo_otel.server import ReceiverThread
+from vfo_otel.receiver import ReceiverConfig, ReceiverThread
 
 VFO_OTEL = str(Path(sys.executable).with_name("vfo-otel"))
 DEADLINE_S = 60.0

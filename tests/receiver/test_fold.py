@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from tests.receiver import T0_NS, event, node
 from vfo_otel._gen.vfo.dashboard.v1 import dashboard_pb2 as db
 from vfo_otel._gen.vfo.events.v1 import events_pb2 as ev
-from vfo_otel.fold import SCHEMA_VERSION, Fold, Selection, derive_state, facts_of, snapshot_of
+from vfo_otel.receiver import SCHEMA_VERSION, Fold, Selection, derive_state, record_of, snapshot_of
 from vfo_otel.testing import run_events
 
 Q, R, W = ev.STATE_QUEUED, ev.STATE_RUNNING, ev.STATE_WAITING
@@ -515,9 +515,9 @@ def test_folding_facts_is_folding_events(data: st.DataObject, events: list[ev.Ru
     by_event, by_facts = Fold(), Fold()
     for e in shuffled:
         by_event.apply(e)
-    changed = by_facts.apply_facts([facts_of(e) for e in shuffled])
+    changed = by_facts.apply_records([record_of(e) for e in shuffled])
     assert changed == {e.run_id for e in events}
-    assert by_facts.apply_facts([facts_of(e) for e in events]) == set()  # all duplicates now
+    assert by_facts.apply_records([record_of(e) for e in events]) == set()  # all duplicates now
     sel = _selections(events)[-1]
     for run_id, run in by_event.runs.items():
         assert by_facts.runs[run_id].snapshot(sel, NOW_NS) == run.snapshot(sel, NOW_NS)

@@ -27,7 +27,7 @@ from google.protobuf import json_format
 from tests.receiver import event, node
 from vfo_otel._gen.vfo.dashboard.v1 import dashboard_pb2 as db
 from vfo_otel._gen.vfo.events.v1 import events_pb2 as ev
-from vfo_otel.fold import Selection, snapshot_of
+from vfo_otel.receiver import Selection, snapshot_of
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("VFO_OTEL_UPDATE_GOLDEN") == "1"

@@ -12,10 +12,10 @@ from opentelemetry.proto.resource.v1 import resource_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 
 from tests.receiver import logs_request, node, resource, vfo_log_record
-from vfo_otel import conventions as c
 from vfo_otel._gen.vfo.events.v1 import events_pb2 as ev
-from vfo_otel.ingest import decode_logs, decode_traces
-from vfo_otel.limits import Limits
+from vfo_otel.contract import Limits
+from vfo_otel.contract import conventions as c
+from vfo_otel.receiver import decode_logs, decode_traces
 from vfo_otel.testing import InMemoryTelemetry, in_memory_emitter
 
 LIMITS = Limits()

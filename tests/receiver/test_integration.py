@@ -30,10 +30,8 @@ from vfo_otel._gen.vfo.dashboard.v1 import dashboard_pb2 as db
 from vfo_otel._gen.vfo.dashboard.v1 import dashboard_pb2_grpc as db_grpc
 from vfo_otel._gen.vfo.events.v1 import events_pb2 as ev
 from vfo_otel.client import SnapshotClient
-from vfo_otel.config import ReceiverConfig
-from vfo_otel.conventions import Key
-from vfo_otel.fold import asset_page_token
-from vfo_otel.server import ReceiverThread
+from vfo_otel.contract.conventions import Key
+from vfo_otel.receiver import ReceiverConfig, ReceiverThread, asset_page_token
 
 Q, R, C, F = ev.STATE_QUEUED, ev.STATE_RUNNING, ev.STATE_COMPLETE, ev.STATE_FAILED
 DEADLINE_S = 20.0

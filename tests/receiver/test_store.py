@@ -11,14 +11,23 @@ import pytest
 
 from tests.receiver import T0_NS, event, node
 from vfo_otel._gen.vfo.events.v1 import events_pb2 as ev
-from vfo_otel.config import ReceiverConfig
-from vfo_otel.errors import NotFound
-from vfo_otel.fold import Selection, facts_of, snapshot_of
-from vfo_otel.ingest import Events
-from vfo_otel.service import Receiver
-from vfo_otel.store import EventStore, StoreError
+from vfo_otel.receiver import (
+    EventStore,
+    NotFound,
+    Receiver,
+    ReceiverConfig,
+    Selection,
+    StoreError,
+    record_of,
+    snapshot_of,
+)
 
 C, R = ev.STATE_COMPLETE, ev.STATE_RUNNING
+
+
+def put(store: EventStore, events: list[ev.RunEvent]) -> list[ev.RunEvent]:
+    """Append events as the decoder hands them over (EventRecords); the events that were new."""
+    return [r.event for r in store.append([record_of(e) for e in events])]
 
 
 def _all(store: EventStore) -> list[ev.RunEvent]:
@@ -28,30 +37,27 @@ def _all(store: EventStore) -> list[ev.RunEvent]:
 def test_append_dedups_within_batch_and_across_batches(tmp_path: Path) -> None:
     store = EventStore(tmp_path / "s.sqlite3")
     a, b, c = node("x", R, t_s=1), node("x", C, t_s=2), node("y", C, t_s=3)
-    assert store.append([a, b, a]) == [a, b]
-    assert store.append([b, c]) == [c]
-    assert store.append([a, b, c]) == []
-    assert store.append([]) == []
+    assert put(store, [a, b, a]) == [a, b]
+    assert put(store, [b, c]) == [c]
+    assert put(store, [a, b, c]) == []
+    assert put(store, []) == []
     assert store.count() == 3 and store.count("r1") == 3 and store.count("nope") == 0
     assert [e.event_id for e in _all(store)] == [a.event_id, b.event_id, c.event_id]  # insertion order
     store.close()
     store.close()  # idempotent
 
 
-def test_append_reads_ids_and_times_from_the_decoders_facts(tmp_path: Path) -> None:
-    """The decoder's Events carry facts: the store takes ids, run ids and times from them and
-    stores and de-duplicates exactly as for a plain list of the same events."""
+def test_append_reads_ids_and_times_from_the_records(tmp_path: Path) -> None:
+    """The store takes ids, run ids and times from the decoder's records and stores and
+    de-duplicates by them."""
     a, b, c = node("x", R, t_s=1), node("x", C, t_s=2), node("y", C, t_s=3)
 
-    def decoded(*events: ev.RunEvent) -> Events:
-        out = Events()
-        for e in events:
-            out.add(e, facts_of(e))
-        return out
+    def decoded(*events: ev.RunEvent) -> list[ev.RunEvent]:
+        return list(events)
 
     store = EventStore(tmp_path / "facts.sqlite3")
-    assert store.append(decoded(a, b, a)) == [a, b]
-    assert store.append(decoded(b, c)) == [c]
+    assert put(store, decoded(a, b, a)) == [a, b]
+    assert put(store, decoded(b, c)) == [c]
     assert _all(store) == [a, b, c]
     rows = store._db.execute("SELECT event_id, run_id, time_ns FROM events ORDER BY seq").fetchall()
     assert rows == [(e.event_id, e.run_id, e.time.ToNanoseconds()) for e in (a, b, c)]
@@ -66,10 +72,10 @@ def test_an_event_is_keyed_by_run_and_event_id(tmp_path: Path) -> None:
     store = EventStore(tmp_path / "s.sqlite3")
     a = node("x", C, t_s=1, run="r1", eid="same")
     b = node("x", C, t_s=1, run="r2", eid="same")
-    assert store.append([a, b, a]) == [a, b]
-    assert store.append([b]) == []
+    assert put(store, [a, b, a]) == [a, b]
+    assert put(store, [b]) == []
     mixed = [node("y", C, t_s=2, run="r1", eid="same-y"), b, node("y", C, t_s=2, run="r2", eid="same")]
-    assert store.append(mixed) == [mixed[0]]  # the fallback query pairs run and event id
+    assert put(store, mixed) == [mixed[0]]  # the fallback query pairs run and event id
     assert store.count("r1") == 2 and store.count("r2") == 1
     store.close()
 
@@ -100,13 +106,13 @@ def test_a_schema_1_store_is_migrated_in_place(tmp_path: Path, caplog: pytest.Lo
         )
     db.commit()
     db.close()
-    with caplog.at_level("WARNING", logger="vfo_otel.store"):
+    with caplog.at_level("WARNING", logger="vfo_otel.receiver._sqlite"):
         store = EventStore(path)
     assert "migrating schema 1 -> 2 (7 events" in caplog.text
     assert _all(store) == old  # every event, in the old insertion order
-    assert store.append(old) == []  # still de-duplicated
+    assert put(store, old) == []  # still de-duplicated
     new = node("z", C, t_s=20, run="r0")
-    assert store.append([new]) == [new]
+    assert put(store, [new]) == [new]
     assert store.expired_runs(max_runs=1, min_time_ns=None) == ["r1", "r2"]  # runs table kept
     store.close()
     db = sqlite3.connect(path)
@@ -123,8 +129,8 @@ def test_a_duplicate_id_keeps_the_first_payload(tmp_path: Path) -> None:
     store = EventStore(tmp_path / "s.sqlite3")
     first = node("x", R, t_s=1, eid="same")
     second = node("x", C, t_s=2, eid="same")
-    store.append([first])
-    assert store.append([second]) == []
+    put(store, [first])
+    assert put(store, [second]) == []
     assert _all(store) == [first]
     store.close()
 
@@ -138,14 +144,14 @@ def test_close_and_reopen_replays_the_same_events(tmp_path: Path) -> None:
         node("y", C, t_s=2, run="r2"),
     ]
     store = EventStore(path)
-    store.append(events[:2])
-    store.append(events[2:])
+    put(store, events[:2])
+    put(store, events[2:])
     store.close()
 
     store = EventStore(path, fsync=True)
     replayed = _all(store)
     assert replayed == events
-    assert store.append(events) == []  # still known after reopen
+    assert put(store, events) == []  # still known after reopen
     sel = Selection("p", "a")
     assert snapshot_of(replayed, "r1", sel, 1) == snapshot_of(events, "r1", sel, 1)
     store.close()
@@ -177,7 +183,7 @@ def test_unknown_schema_and_unreadable_file_raise_store_error(tmp_path: Path) ->
 
 
 def _run(store: EventStore, run_id: str, t_s: float) -> None:
-    store.append([event(ev.SCOPE_RUN, C, t_s=t_s, run=run_id), node("x", C, t_s=t_s - 1, run=run_id)])
+    put(store, [event(ev.SCOPE_RUN, C, t_s=t_s, run=run_id), node("x", C, t_s=t_s - 1, run=run_id)])
 
 
 def test_retention_by_runs_keeps_the_newest_by_last_event(tmp_path: Path) -> None:
@@ -185,7 +191,7 @@ def test_retention_by_runs_keeps_the_newest_by_last_event(tmp_path: Path) -> Non
     _run(store, "old", 10)
     _run(store, "mid", 20)
     _run(store, "new", 30)
-    store.append([node("y", C, t_s=40, run="old")])  # "old" got a late event: now the newest
+    put(store, [node("y", C, t_s=40, run="old")])  # "old" got a late event: now the newest
     assert store.expired_runs(max_runs=2, min_time_ns=None) == ["mid"]
     assert store.expired_runs(max_runs=3, min_time_ns=None) == []
     assert store.delete_runs(["mid"]) == 2
@@ -206,14 +212,14 @@ def test_runs_last_time_moves_only_with_new_events(tmp_path: Path) -> None:
     store = EventStore(tmp_path / "s.sqlite3")
     store._rows_per_insert = 3  # several INSERT statements per batch
     first = [node(f"n{i}", C, t_s=10 + i, run=f"r{i % 2}") for i in range(8)]
-    assert store.append(first) == first
+    assert put(store, first) == first
     assert _last_times(store) == {"r0": T0_NS + 16 * 10**9, "r1": T0_NS + 17 * 10**9}
     late = node("n0", C, t_s=99, run="r0", eid=first[0].event_id)  # a duplicate key, a later time
-    assert store.append([late]) == []
+    assert put(store, [late]) == []
     new = node("m", C, t_s=12, run="r1")  # new, but older than r1's newest
-    assert store.append([late, new]) == [new]
+    assert put(store, [late, new]) == [new]
     assert _last_times(store) == {"r0": T0_NS + 16 * 10**9, "r1": T0_NS + 17 * 10**9}
-    assert store.append([node("k", C, t_s=50, run="r2"), late]) != []
+    assert put(store, [node("k", C, t_s=50, run="r2"), late]) != []
     assert _last_times(store)["r2"] == T0_NS + 50 * 10**9
     store.close()
 
@@ -225,7 +231,7 @@ def test_a_store_with_the_old_runs_trigger_drops_it(tmp_path: Path) -> None:
     db.executescript(_SCHEMA_1[_SCHEMA_1.index("CREATE TRIGGER") : _SCHEMA_1.index("CREATE TABLE meta")])
     db.close()
     store = EventStore(path)
-    assert store.append([node("x", C, t_s=5, run="a"), node("y", C, t_s=7, run="a")]) != []
+    assert put(store, [node("x", C, t_s=5, run="a"), node("y", C, t_s=7, run="a")]) != []
     assert _last_times(store) == {"a": T0_NS + 7 * 10**9}
     triggers = store._db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall()
     assert triggers == []
@@ -251,7 +257,7 @@ async def test_receiver_applies_retention_on_start_and_replays_the_rest(tmp_path
     fresh = [event(ev.SCOPE_RUN, R, t_s=0, run=f"fresh-{i}") for i in range(3)]
     for i, e in enumerate(fresh):
         e.time.FromNanoseconds(int((now_s - i) * 1e9))  # fresh-0 newest
-    store.append(stale + fresh)
+    put(store, stale + fresh)
     store.close()
 
     receiver = Receiver(ReceiverConfig(store_path=str(path), retention_days=7, retention_runs=None))
@@ -279,11 +285,11 @@ async def test_watchers_of_a_run_removed_by_retention_end_with_not_found() -> No
     receiver = Receiver(ReceiverConfig(store_path=":memory:", retention_runs=1))
     await receiver.start()
     try:
-        assert await receiver.ingest([event(ev.SCOPE_RUN, R, t_s=0, run="old")]) == 1
+        assert await receiver.ingest([record_of(event(ev.SCOPE_RUN, R, t_s=0, run="old"))]) == 1
         it = receiver.watch("old").__aiter__()
         assert (await asyncio.wait_for(it.__anext__(), 10)).revision == 1
         pending = asyncio.ensure_future(it.__anext__())
-        await receiver.ingest([event(ev.SCOPE_RUN, R, t_s=5, run="new")])
+        await receiver.ingest([record_of(event(ev.SCOPE_RUN, R, t_s=5, run="new"))])
         assert await receiver.apply_retention() == ["old"]
         with pytest.raises(NotFound, match="run 'old' was removed"):
             await asyncio.wait_for(pending, 10)
@@ -302,7 +308,7 @@ def test_a_second_process_cannot_open_a_store_in_use(tmp_path) -> None:
     store = EventStore(path)
     try:
         code = (
-            "import sys\nfrom vfo_otel.store import EventStore, StoreError\n"
+            "import sys\nfrom vfo_otel.receiver import EventStore, StoreError\n"
             f"try:\n    EventStore({str(path)!r})\nexcept StoreError as exc:\n    print(exc); sys.exit(3)\n"
         )
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

@@ -95,7 +95,7 @@ class ReceiverProcess:
         cmd = [
             sys.executable,
             "-m",
-            "vfo_otel.cli",
+            "vfo_otel.app.cli",
             "serve",
             "--store",
             str(self.store),

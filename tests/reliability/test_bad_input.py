@@ -22,12 +22,17 @@ from tests.receiver import logs_request, node, vfo_log_record
 from tests.reliability.support import DEADLINE_S, record_figures, wait_revision
 from vfo_otel import Emitter
 from vfo_otel._gen.vfo.events.v1 import events_pb2 as ev
-from vfo_otel.config import ReceiverConfig
-from vfo_otel.conventions import Key
-from vfo_otel.fold import Fold, Selection
-from vfo_otel.ingest import RequestError, parse_logs, parse_traces
-from vfo_otel.limits import Limits
-from vfo_otel.server import ReceiverThread
+from vfo_otel.contract import Limits
+from vfo_otel.contract.conventions import Key
+from vfo_otel.receiver import (
+    Fold,
+    ReceiverConfig,
+    ReceiverThread,
+    RequestError,
+    Selection,
+    parse_logs,
+    parse_traces,
+)
 from vfo_otel.testing import in_memory_emitter
 
 C, F = ev.STATE_COMPLETE, ev.STATE_FAILED

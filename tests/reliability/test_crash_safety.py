@@ -28,7 +28,7 @@ from tests.reliability.support import (
 )
 from vfo_otel._gen.vfo.events.v1 import events_pb2 as ev
 from vfo_otel.client import SnapshotClient
-from vfo_otel.fold import Selection, snapshot_of
+from vfo_otel.receiver import Selection, snapshot_of
 from vfo_otel.testing import free_port
 
 ASSETS = 200  # 6 events per asset + 4: 1204 events

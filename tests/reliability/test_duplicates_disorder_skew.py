@@ -33,9 +33,7 @@ from tests.reliability.support import (
 from vfo_otel._gen.vfo.dashboard.v1 import dashboard_pb2 as db
 from vfo_otel._gen.vfo.events.v1 import events_pb2 as ev
 from vfo_otel.client import SnapshotClient
-from vfo_otel.config import ReceiverConfig
-from vfo_otel.fold import Selection, snapshot_of
-from vfo_otel.server import ReceiverThread
+from vfo_otel.receiver import ReceiverConfig, ReceiverThread, Selection, snapshot_of
 
 Q, R, W, C, F = ev.STATE_QUEUED, ev.STATE_RUNNING, ev.STATE_WAITING, ev.STATE_COMPLETE, ev.STATE_FAILED
 RUN = "skew-run"

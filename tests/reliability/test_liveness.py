@@ -21,10 +21,13 @@ from vfo_otel import Emitter
 from vfo_otel._gen.vfo.dashboard.v1 import dashboard_pb2 as db
 from vfo_otel._gen.vfo.events.v1 import events_pb2 as ev
 from vfo_otel.client import SnapshotClient
-from vfo_otel.config import ReceiverConfig
-from vfo_otel.fold import ActiveAttempt
-from vfo_otel.server import ReceiverThread
-from vfo_otel.service import HEARTBEAT_LOST, heartbeat_lost_event
+from vfo_otel.receiver import (
+    HEARTBEAT_LOST,
+    ActiveAttempt,
+    ReceiverConfig,
+    ReceiverThread,
+    heartbeat_lost_event,
+)
 
 R, C, F = ev.STATE_RUNNING, ev.STATE_COMPLETE, ev.STATE_FAILED
 

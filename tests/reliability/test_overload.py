@@ -38,10 +38,8 @@ from tests.reliability.support import (
 from vfo_otel import Emitter
 from vfo_otel._gen.vfo.events.v1 import events_pb2 as ev
 from vfo_otel.client import SnapshotClient
-from vfo_otel.config import ReceiverConfig
 from vfo_otel.emitter import build_resource
-from vfo_otel.server import ReceiverThread
-from vfo_otel.store import EventStore
+from vfo_otel.receiver import EventStore, ReceiverConfig, ReceiverThread
 from vfo_otel.testing import CountingLogExporter
 
 C = ev.STATE_COMPLETE

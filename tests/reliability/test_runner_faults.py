@@ -18,8 +18,7 @@ import pytest
 from tests.reliability.support import DEADLINE_S, ROOT, child_env, record_figures, wait_revision, wait_until
 from vfo_otel._gen.vfo.events.v1 import events_pb2 as ev
 from vfo_otel.client import SnapshotClient
-from vfo_otel.config import ReceiverConfig
-from vfo_otel.server import ReceiverThread
+from vfo_otel.receiver import ReceiverConfig, ReceiverThread
 from vfo_otel.testing import free_port
 
 

@@ -26,8 +26,13 @@ from tests.reliability.support import DEADLINE_S, ROOT, child_env
 from vfo_otel._gen.vfo.dashboard.v1 import dashboard_pb2 as db
 from vfo_otel._gen.vfo.events.v1 import events_pb2 as ev
 from vfo_otel.client import SnapshotClient
-from vfo_otel.config import DEFAULT_GRPC_ADDRESS, DEFAULT_HTTP_ADDRESS, ReceiverConfig
-from vfo_otel.server import ReceiverThread, TlsFiles
+from vfo_otel.receiver import (
+    DEFAULT_GRPC_ADDRESS,
+    DEFAULT_HTTP_ADDRESS,
+    ReceiverConfig,
+    ReceiverThread,
+    TlsFiles,
+)
 
 TOKEN = "s3cret-T0ken"
 ORIGIN = "https://dash.example"
@@ -259,7 +264,7 @@ def test_loopback_by_default_and_serve_help_says_so() -> None:
     assert config.grpc_address == DEFAULT_GRPC_ADDRESS == "127.0.0.1:4317"
     assert config.http_address == DEFAULT_HTTP_ADDRESS == "127.0.0.1:8686"
     out = subprocess.run(
-        [sys.executable, "-m", "vfo_otel.cli", "serve", "--help"],
+        [sys.executable, "-m", "vfo_otel.app.cli", "serve", "--help"],
         capture_output=True,
         text=True,
         cwd=ROOT,

@@ -5,8 +5,9 @@ The gRPC servicers and the HTTP app are thin adapters over :class:`Receiver`.
 Ingest path (``ingest``): the store commits the new events on its own thread (durable
 before acknowledged), then the fold applies them on the event loop and every watcher of
 a changed run wakes up. The number of events being stored at once is bounded by
-``max_pending_events``; past it, :class:`~vfo_otel.errors.Overloaded` is raised (the
+``max_pending_events``; past it, :class:`~vfo_otel.receiver.Overloaded` is raised (the
 servers answer UNAVAILABLE with retry information).
+Events arrive as :class:`~vfo_otel.receiver._record.EventRecord`, the decoder's hand-off type.
 
 Liveness (``_liveness_loop``, every ``config.liveness_interval_s``): running or waiting
 node attempts whose newest event is older than ``stale_after_s`` are flagged ``stale`` in
@@ -37,10 +38,12 @@ from google.protobuf import json_format
 
 from vfo_otel._gen.vfo.dashboard.v1 import dashboard_pb2 as db
 from vfo_otel._gen.vfo.events.v1 import events_pb2 as ev
-from vfo_otel.config import ReceiverConfig
-from vfo_otel.errors import Invalid, NotFound, Overloaded
-from vfo_otel.fold import ActiveAttempt, AttemptKey, Fold, RunFold, Selection, parse_asset_page_token
-from vfo_otel.store import EventStore
+from vfo_otel.receiver._config import ReceiverConfig
+from vfo_otel.receiver._errors import Invalid, NotFound, Overloaded
+from vfo_otel.receiver._fold import ActiveAttempt, AttemptKey, Fold, RunFold
+from vfo_otel.receiver._record import EventRecord, record_of
+from vfo_otel.receiver._selection import Selection, parse_asset_page_token
+from vfo_otel.receiver._sqlite import EventStore
 
 __all__ = [
     "HEARTBEAT_LOST",
@@ -60,12 +63,12 @@ LIVENESS_SOURCE_ID = "vfo-otel-receiver"
 def make_selection(
     pipeline_id: str = "", asset_id: str = "", asset_page_size: int = 0, asset_page_token: str = ""
 ) -> Selection:
-    """A :class:`~vfo_otel.fold.Selection` from request fields (GetSnapshotRequest,
+    """A :class:`~vfo_otel.receiver.Selection` from request fields (GetSnapshotRequest,
     WatchSnapshotRequest, or the HTTP query of the same names).
 
     Raises:
         Invalid: an asset without its pipeline, a page size over
-            :data:`~vfo_otel.fold.MAX_ASSET_PAGE_SIZE`, or a malformed page token.
+            :data:`~vfo_otel.receiver.MAX_ASSET_PAGE_SIZE`, or a malformed page token.
     """
     if asset_id and not pipeline_id:
         raise Invalid("asset_id needs pipeline_id: an asset id is unique only within its pipeline")
@@ -181,7 +184,7 @@ class Receiver:
         """Open the store and replay it into the fold (snapshots survive restarts).
 
         Raises:
-            vfo_otel.store.StoreError: the store cannot be opened.
+            vfo_otel.receiver.StoreError: the store cannot be opened.
         """
         if self._started:
             return
@@ -237,7 +240,7 @@ class Receiver:
         ``config.liveness_interval_s``). Returns the number of HeartbeatLost events written.
 
         Raises:
-            Overloaded, vfo_otel.store.StoreError: writing the synthetic events failed (retried
+            Overloaded, vfo_otel.receiver.StoreError: writing the synthetic events failed (retried
                 at the next check).
         """
         now = time.time_ns() if now_ns is None else now_ns
@@ -259,7 +262,7 @@ class Receiver:
                         lost.append(heartbeat_lost_event(run_id, attempt, lost_ns))
         self.stats.stale_nodes = total
         if lost:
-            new = await self.ingest(lost, "liveness")
+            new = await self.ingest([record_of(e) for e in lost], "liveness")
             self.stats.heartbeat_lost += new
             return new
         return 0
@@ -287,12 +290,13 @@ class Receiver:
 
     # -- ingest ------------------------------------------------------------------------
 
-    async def ingest(self, events: Sequence[ev.RunEvent], signal: str = "logs") -> int:
-        """Store then fold events; returns how many were new.
+    async def ingest(self, events: Sequence[EventRecord], signal: str = "logs") -> int:
+        """Store then fold events (the decoder's records; :func:`record_of` makes one of any
+        RunEvent); returns how many were new.
 
         Raises:
             Overloaded: ``max_pending_events`` would be exceeded (nothing stored).
-            vfo_otel.store.StoreError: the store write failed (nothing acknowledged).
+            vfo_otel.receiver.StoreError: the store write failed (nothing acknowledged).
         """
         if not events:
             return 0
@@ -311,14 +315,7 @@ class Receiver:
         self.stats.events_stored += len(new)
         self.stats.duplicates += len(events) - len(new)
         self.stats.by_signal[signal] = self.stats.by_signal.get(signal, 0) + len(new)
-        facts = getattr(events, "facts", None)  # vfo_otel.ingest.Events: the decoder's view of each event
-        if facts is not None and len(new) == len(events) == len(facts):  # all new, so aligned
-            changed = self.fold.apply_facts(facts)
-        else:
-            changed = set()
-            for e in new:
-                self.fold.apply(e)
-                changed.add(e.run_id)
+        changed = self.fold.apply_records(new)
         limit = self.config.retention_runs
         if limit is not None and len(self.fold.runs) > limit + max(limit // 10, 1):
             self._schedule_retention()  # retention_runs bounds memory, not only the hourly sweep

@@ -21,11 +21,16 @@ import click
 import grpc
 from google.protobuf import json_format
 
-from vfo_otel.config import DEFAULT_GRPC_ADDRESS, DEFAULT_HTTP_ADDRESS, ReceiverConfig
+from vfo_otel.contract import STATES, state_number
+from vfo_otel.receiver import DEFAULT_GRPC_ADDRESS, DEFAULT_HTTP_ADDRESS, ReceiverConfig
 
 __all__ = ["main"]
 
-_STATES = ["queued", "running", "waiting", "complete", "failed", "skipped"]
+
+
+def _default(name: str) -> Any:
+    """The default of a ReceiverConfig field: the CLI shows and uses the config model's own."""
+    return ReceiverConfig.model_fields[name].default
 
 
 def _config(**kw: Any) -> ReceiverConfig:
@@ -83,7 +88,7 @@ def _receiver_options(f: Any) -> Any:
         click.option(
             "--store",
             "store_path",
-            default="vfo-otel.sqlite3",
+            default=_default("store_path"),
             show_default=True,
             type=click.Path(dir_okay=False),
             help="SQLite event store (':memory:' keeps nothing).",
@@ -91,7 +96,7 @@ def _receiver_options(f: Any) -> Any:
         click.option(
             "--retention-runs",
             type=click.IntRange(min=1),
-            default=1000,
+            default=_default("retention_runs"),
             show_default=True,
             help="Keep at most this many runs (newest by last event).",
         ),
@@ -113,7 +118,7 @@ def _receiver_options(f: Any) -> Any:
 @click.option(
     "--max-request-bytes",
     type=click.IntRange(min=1024),
-    default=16 * 1024 * 1024,
+    default=_default("max_request_bytes"),
     show_default=True,
     help="Largest OTLP request accepted; larger ones get RESOURCE_EXHAUSTED.",
 )
@@ -137,7 +142,7 @@ def _receiver_options(f: Any) -> Any:
     "--stale-after",
     "stale_after_s",
     type=click.FloatRange(min=0, min_open=True),
-    default=120.0,
+    default=_default("stale_after_s"),
     show_default=True,
     help="Seconds without any event (heartbeats included) after which a running node is shown stale.",
 )
@@ -169,7 +174,7 @@ def serve(
     Binds to loopback (127.0.0.1) by default; any other address must be given explicitly.
     Stops on SIGINT/SIGTERM after in-flight exports finish.
     """
-    from vfo_otel.server import ReceiverServer, TlsFiles, tune_gc
+    from vfo_otel.receiver import ReceiverServer, TlsFiles, tune_gc
 
     if bool(tls_cert) != bool(tls_key):
         raise click.UsageError("--tls-cert and --tls-key go together")
@@ -239,15 +244,14 @@ _token_option = click.option(
 @main.command()
 @_receiver_option
 @_token_option
-@click.option("--state", type=click.Choice(_STATES), help="Only runs in this state.")
+@click.option("--state", type=click.Choice(STATES), help="Only runs in this state.")
 @click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True, help="How many runs.")
 @click.option("--json", "as_json", is_flag=True, help="Print the ListRunsResponse as JSON.")
 def runs(receiver: str, auth_token_file: str | None, state: str | None, limit: int, as_json: bool) -> None:
     """List runs, newest first."""
-    from vfo_otel._gen.vfo.events.v1 import events_pb2 as ev
-    from vfo_otel.report import RUN_LINE_HEADER, format_run_line
+    from vfo_otel.app.report import RUN_LINE_HEADER, format_run_line
 
-    state_n = ev.State.Value("STATE_" + state.upper()) if state else 0
+    state_n = state_number(state) if state else 0
     with _client(receiver, auth_token_file) as client:
         try:
             resp = client.list_runs(page_size=limit, state=state_n)
@@ -301,7 +305,7 @@ def snapshot(
 
     Counts cover the whole run; the asset lists (JSON) hold one page per pipeline.
     """
-    from vfo_otel.report import format_summary
+    from vfo_otel.app.report import format_summary
 
     if asset_id and not pipeline_id:
         raise click.UsageError("--asset needs --pipeline (asset ids are per pipeline)")
@@ -435,7 +439,7 @@ def demo(
     By default an embedded receiver (SQLite store) is started; the events go to it through
     the real OTLP/gRPC exporters; the summary is read back over gRPC.
     """
-    from vfo_otel.demo import DemoResult, run_demo
+    from vfo_otel.app.demo import DemoResult, run_demo
 
     config = _config(
         grpc_address=grpc_address,

@@ -1,4 +1,4 @@
-"""OTLP export requests -> canonical RunEvents, with per-record rejection. Pure.
+"""OTLP export requests -> EventRecords, with per-record rejection. Pure.
 
 Knows nothing of transport (like the collector's otlpreceiver translation layer): the
 gRPC servicers call :func:`decode_logs` / :func:`decode_traces` and answer with the
@@ -7,7 +7,8 @@ counts in :class:`Decoded` as OTLP ``partial_success``.
 Which records are vfo's: log records with an ``event_name`` starting ``vfo.`` or a
 ``vfo.event.id`` attribute; span events named ``vfo.transition``. Everything else is
 another application's telemetry: ignored and counted, never rejected.
-Events get their :class:`~vfo_otel.events.Origin` from the OTLP resource.
+Events get their ``Origin`` from the OTLP resource. Each accepted event becomes an
+:class:`~vfo_otel.receiver._record.EventRecord`, the hand-off to the store and the fold.
 
 Requests arrive as bytes (:func:`parse_logs` / :func:`parse_traces`). A request that
 protobuf parses is decoded as a whole. One it refuses (most often a string field that is
@@ -32,34 +33,14 @@ from opentelemetry.proto.logs.v1 import logs_pb2
 from opentelemetry.proto.resource.v1 import resource_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 
-from vfo_otel import conventions as c
-from vfo_otel import mapping
 from vfo_otel._gen.vfo.events.v1 import events_pb2 as ev
-from vfo_otel.fold import Facts, facts_of
-from vfo_otel.limits import Limits, check_event
+from vfo_otel.contract import Limits, check_event
+from vfo_otel.contract import conventions as c
+from vfo_otel.otel import DecodeError, events_from_log_record, is_vfo_log_record, otlp_attributes_to_dict
+from vfo_otel.receiver._fastdecode import log_record_event, span_events
+from vfo_otel.receiver._record import EventRecord, record_of
 
-__all__ = ["Decoded", "Events", "RequestError", "decode_logs", "decode_traces", "parse_logs", "parse_traces"]
-
-
-class Events(list[ev.RunEvent]):
-    """Decoded RunEvents (a list), carrying the fold's view of each one in :attr:`facts`.
-
-    ``facts[i]`` equals :func:`vfo_otel.fold.facts_of` of ``self[i]``; the decoder makes most of
-    them from the OTLP values it read anyway, without reading the message back, so that the
-    receiver can fold them (:meth:`vfo_otel.fold.Fold.apply_facts`). Only the decoder appends;
-    code that changes the list afterwards must not use ``facts``.
-    """
-
-    __slots__ = ("facts",)
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.facts: list[Facts] = []
-
-    def add(self, event: ev.RunEvent, facts: Facts) -> None:
-        """Append one event with its facts."""
-        self.append(event)
-        self.facts.append(facts)
+__all__ = ["Decoded", "RequestError", "decode_logs", "decode_traces", "parse_logs", "parse_traces"]
 
 
 @dataclass
@@ -67,16 +48,22 @@ class Decoded:
     """The result of decoding one OTLP export request.
 
     Attributes:
-        events: valid vfo events, in request order (with their fold facts, see :class:`Events`).
+        records: the accepted vfo events, in request order, as the records the store and the
+            fold take (:attr:`events` gives their RunEvents).
         rejected: records rejected (log records, or spans with at least one bad vfo span event).
         ignored: records that are not vfo telemetry.
         errors: the first few rejection messages (for the partial_success message).
     """
 
-    events: Events = field(default_factory=Events)
+    records: list[EventRecord] = field(default_factory=list)
     rejected: int = 0
     ignored: int = 0
     errors: list[str] = field(default_factory=list)
+
+    @property
+    def events(self) -> list[ev.RunEvent]:
+        """The accepted RunEvents, in request order (a new list)."""
+        return [r.event for r in self.records]
 
     def reject(self, where: str, exc: Exception) -> None:
         """Count one rejected record; keep the first few messages (``where: reason``)."""
@@ -146,7 +133,7 @@ def _children(buf: bytes, number: int) -> list[bytes]:
 
 
 def _origin(resource: resource_pb2.Resource) -> ev.Origin:
-    attrs = mapping.otlp_attributes_to_dict(resource.attributes)
+    attrs = otlp_attributes_to_dict(resource.attributes)
 
     def text(key: str) -> str:
         v = attrs.get(key)
@@ -162,8 +149,8 @@ def _origin(resource: resource_pb2.Resource) -> ev.Origin:
 def decode_logs(request: logs_service_pb2.ExportLogsServiceRequest, limits: Limits) -> Decoded:
     """Decode the vfo log records of an ``ExportLogsServiceRequest``."""
     out = Decoded()
-    events, facts = out.events, out.events.facts
-    is_vfo, fast = mapping.is_vfo_log_record, mapping.log_record_event
+    records = out.records
+    is_vfo, fast = is_vfo_log_record, log_record_event
     for rl in request.resource_logs:
         origin = _origin(rl.resource)
         for sl in rl.scope_logs:
@@ -175,20 +162,19 @@ def decode_logs(request: logs_service_pb2.ExportLogsServiceRequest, limits: Limi
                 if decoded is None:
                     _decode_log_record_reference(out, i, record, origin, limits)
                 else:
-                    events.append(decoded[0])
-                    facts.append(decoded[1])
+                    records.append(decoded)
     return out
 
 
 def _decode_log_record(
     out: Decoded, i: int, record: logs_pb2.LogRecord, origin: ev.Origin, limits: Limits
 ) -> None:
-    if not mapping.is_vfo_log_record(record):
+    if not is_vfo_log_record(record):
         out.ignored += 1
         return
-    decoded = mapping.log_record_event(record, limits, origin)  # plainly valid and within limits
+    decoded = log_record_event(record, limits, origin)  # plainly valid and within limits
     if decoded is not None:
-        out.events.add(*decoded)
+        out.records.append(decoded)
         return
     _decode_log_record_reference(out, i, record, origin, limits)
 
@@ -199,13 +185,13 @@ def _decode_log_record_reference(
     """A vfo log record the one-pass decoder declined: decode, then truncate or reject by the
     limits (this path words every error)."""
     try:
-        event = mapping.events_from_log_record(record)
+        event = events_from_log_record(record)
         check_event(event, limits)
-    except (mapping.DecodeError, ValueError) as exc:
+    except (DecodeError, ValueError) as exc:
         out.reject(f"log record {i}", exc)
         return
     event.origin.CopyFrom(origin)
-    out.events.add(event, facts_of(event))
+    out.records.append(record_of(event))
 
 
 def decode_traces(request: trace_service_pb2.ExportTraceServiceRequest, limits: Limits) -> Decoded:
@@ -220,21 +206,21 @@ def decode_traces(request: trace_service_pb2.ExportTraceServiceRequest, limits: 
 
 
 def _decode_span(out: Decoded, span: trace_pb2.Span, origin: ev.Origin, limits: Limits) -> None:
-    decoded, errors = mapping.span_events(span, limits, origin)
+    decoded, errors = span_events(span, limits, origin)
     if not decoded and not errors:  # no vfo span event (span_events gives one entry for each)
         out.ignored += 1
         return
     bad: list[Exception] = list(errors)
-    for event, facts in decoded:
-        if facts is None:  # decoded by the reference path: truncate or reject by the limits
+    for event, record in decoded:
+        if record is None:  # decoded by the reference path: truncate or reject by the limits
             try:
                 check_event(event, limits)
             except ValueError as exc:
                 bad.append(exc)
                 continue
             event.origin.CopyFrom(origin)
-            facts = facts_of(event)
-        out.events.add(event, facts)
+            record = record_of(event)
+        out.records.append(record)
     if bad:
         out.reject(f"span {span.name!r}", bad[0])
 

@@ -18,10 +18,10 @@ from typing import Any
 import grpc
 from aiohttp import web
 
-from vfo_otel.config import ReceiverConfig
-from vfo_otel.grpc_server import create_server
-from vfo_otel.http_app import start_http
-from vfo_otel.service import Receiver
+from vfo_otel.receiver._config import ReceiverConfig
+from vfo_otel.receiver._grpc import create_server
+from vfo_otel.receiver._http import start_http
+from vfo_otel.receiver._service import Receiver
 
 __all__ = ["GC_THRESHOLD", "ReceiverServer", "ReceiverThread", "TlsFiles", "tune_gc"]
 
@@ -86,7 +86,7 @@ class ReceiverServer:
         """Open and replay the store, then start both servers. Runs on the event loop.
 
         Raises:
-            vfo_otel.store.StoreError, RuntimeError, OSError: start-up failed (nothing left running).
+            vfo_otel.receiver.StoreError, RuntimeError, OSError: start-up failed (nothing left running).
         """
         await self.receiver.start()
         try:

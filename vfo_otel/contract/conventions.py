@@ -3,7 +3,7 @@
 Every OpenTelemetry attribute key, span name, log event name, metric name,
 unit and instrument that vfo-otel emits or reads is declared here, next to the
 ``vfo.events.v1.RunEvent`` field it carries. ``docs/conventions.md`` renders
-this table (``python -m vfo_otel.conventions`` prints it) and
+this table (``python -m vfo_otel.contract.conventions`` prints it) and
 ``tests/test_conventions.py`` fails when the two disagree.
 
 Sources of mirrored keys: the OpenTelemetry semantic conventions
@@ -25,10 +25,14 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from vfo_otel._gen.vfo.events.v1 import events_pb2 as ev
+from vfo_otel.contract import _states
+
 __all__ = [
     "ATTRIBUTES",
     "ATTR_PREFIX_EXTRA",
     "CICD_RESULT",
+    "ENTITY_KEYS",
     "HEARTBEAT_EVENT_NAME",
     "LOG_EVENT_NAMES",
     "METRICS",
@@ -209,23 +213,24 @@ RESOURCE_KEYS: frozenset[str] = frozenset(a.key for a in ATTRIBUTES if Where.RES
 #: The metric label allow-list (data-point attribute keys), overflow marker included.
 METRIC_LABELS: frozenset[str] = frozenset(a.key for a in ATTRIBUTES if Where.METRIC_LABEL in a.where)
 
-#: Canonical state names, by ``vfo.events.v1.State`` number (0 is unspecified).
-STATE_NAMES: dict[int, str] = {
-    1: "queued",
-    2: "running",
-    3: "waiting",
-    4: "complete",
-    5: "failed",
-    6: "skipped",
-}
-#: Terminal states (by number): complete, failed, skipped.
-TERMINAL_STATES: frozenset[int] = frozenset({4, 5, 6})
+#: Canonical state names by ``vfo.events.v1.State`` number, the terminal states and the scope
+#: names: from the one state table (:mod:`vfo_otel.contract._states`), read off the generated enums.
+STATE_NAMES = _states.STATE_NAMES
+TERMINAL_STATES = _states.TERMINAL_STATES
+SCOPE_NAMES = _states.SCOPE_NAMES
 
-#: Scope names, by ``vfo.events.v1.Scope`` number.
-SCOPE_NAMES: dict[int, str] = {1: "run", 2: "pipeline", 3: "asset", 4: "node"}
+#: The attribute keys that name an event's entity (scope and ids): a span carries them for all
+#: its span events, and a receiver merges them into each span event's own attributes.
+ENTITY_KEYS: frozenset[str] = frozenset(
+    {Key.SCOPE, Key.RUN_ID, Key.PIPELINE_ID, Key.ASSET_ID, Key.NODE_ID, Key.STAGE_ID, Key.ATTEMPT_ID}
+)
 
 #: OTel CI/CD ``cicd.pipeline.result`` / ``cicd.pipeline.task.run.result`` values for terminal states.
-CICD_RESULT: dict[int, str] = {4: "success", 5: "failure", 6: "skip"}
+CICD_RESULT: dict[int, str] = {
+    ev.STATE_COMPLETE: "success",
+    ev.STATE_FAILED: "failure",
+    ev.STATE_SKIPPED: "skip",
+}
 
 #: Span name per scope; node spans append the node id (low cardinality: DAG node names).
 SPAN_NAMES: dict[str, str] = {

@@ -5,8 +5,8 @@ exceed :attr:`Limits.max_id_length`; free text (error detail, command line, attr
 values) longer than its limit is truncated and the original length is recorded in the
 event's attributes as ``<field>_original_length``. Text is UTF-8 end to end: a record
 whose strings are not valid UTF-8 never becomes an event (it is rejected on its own by
-:mod:`vfo_otel.ingest`), and the emitter replaces lone surrogates with U+FFFD
-(:func:`vfo_otel.mapping.clean_text`) before an event is built.
+:mod:`vfo_otel.receiver`), and the emitter replaces lone surrogates with U+FFFD
+(:func:`vfo_otel.contract.clean_text`) before an event is built.
 """
 
 from __future__ import annotations

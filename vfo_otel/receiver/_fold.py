@@ -34,156 +34,52 @@ threads. The rules, also in docs/fold.md:
 Thread contract: not thread-safe; the receiver confines a Fold to its event loop.
 """
 
+
 from __future__ import annotations
 
-import base64
 import bisect
-import json
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from google.protobuf.duration_pb2 import Duration
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from vfo_otel._gen.vfo.dashboard.v1 import dashboard_pb2 as db
 from vfo_otel._gen.vfo.events.v1 import events_pb2 as ev
+from vfo_otel.contract import ACTIVE_STATES, TERMINAL_STATES
+from vfo_otel.receiver._digest import (
+    AssetDigest,
+    OrderKey,
+    PipelineAgg,
+    Times,
+    add_counts,
+    count,
+    depths,
+    set_duration,
+    set_time,
+)
+from vfo_otel.receiver._record import EventRecord, record_of, unpack_refs
+from vfo_otel.receiver._selection import Selection, asset_page_token
 
-__all__ = [
-    "DEFAULT_ASSET_PAGE_SIZE",
-    "MAX_ASSET_PAGE_SIZE",
-    "SCHEMA_VERSION",
-    "ActiveAttempt",
-    "AttemptKey",
-    "Fold",
-    "RunFold",
-    "Selection",
-    "asset_page_token",
-    "derive_state",
-    "parse_asset_page_token",
-    "snapshot_of",
-]
+__all__ = ["SCHEMA_VERSION", "ActiveAttempt", "AttemptKey", "Fold", "RunFold", "derive_state", "snapshot_of"]
 
 #: Version of the DashboardSnapshot schema this fold produces (docs/snapshot.md).
 #: 2: pipelines carry one page of their asset list (``Pipeline.asset_page``).
 SCHEMA_VERSION = 2
-#: Rows per page of a pipeline's asset list when the request names no size.
-DEFAULT_ASSET_PAGE_SIZE = 100
-#: Largest asset page a request may ask for.
-MAX_ASSET_PAGE_SIZE = 1000
 
+#: Attempts that ran (a skipped one never did).
 _RAN = frozenset({ev.STATE_COMPLETE, ev.STATE_FAILED})
-_TERMINAL = frozenset({ev.STATE_COMPLETE, ev.STATE_FAILED, ev.STATE_SKIPPED})
-_ACTIVE = frozenset({ev.STATE_RUNNING, ev.STATE_WAITING})
+_TERMINAL = TERMINAL_STATES
+_ACTIVE = ACTIVE_STATES
 #: (pipeline_id, asset_id, node_id, attempt_id) of a node attempt within a run.
 AttemptKey = tuple[str, str, str, int]
-_STATE_FIELD = {
-    ev.STATE_QUEUED: "queued",
-    ev.STATE_RUNNING: "running",
-    ev.STATE_WAITING: "waiting",
-    ev.STATE_COMPLETE: "complete",
-    ev.STATE_FAILED: "failed",
-    ev.STATE_SKIPPED: "skipped",
-}
-
-
-OrderKey = tuple[int, int, str]
 #: Which node an asset is "at": a running/waiting one, else a failed one, else the latest that
 #: ran; a skipped node is never preferred over one that ran. Ties: the most recently updated.
-_CURRENT_RANK = {
+_CURRENT_RANK: dict[int, int] = {
     ev.STATE_RUNNING: 3, ev.STATE_WAITING: 3, ev.STATE_FAILED: 2,
     ev.STATE_COMPLETE: 1, ev.STATE_QUEUED: 1, ev.STATE_SKIPPED: 0,
 }
-#: (start, end, duration, last update) of an entity, ns; None when unknown.
-_Times = tuple[int | None, int | None, int | None, int]
-
-
 _QUEUED, _RUNNING, _FAILED = ev.STATE_QUEUED, ev.STATE_RUNNING, ev.STATE_FAILED
 _SCOPE_RUN, _SCOPE_PIPELINE, _SCOPE_ASSET = ev.SCOPE_RUN, ev.SCOPE_PIPELINE, ev.SCOPE_ASSET
-
-
-def _frame(tag: bytes, datas: Iterable[bytes]) -> bytes:
-    """Serialized AssetRefs as one repeated length-delimited field of RunEvent (``tag``: the
-    field's key bytes, e.g. ``b"\\x8a\\x01"`` for field 17 ``inputs``): each is the key, its
-    length as a varint, then the bytes."""
-    parts = []
-    for data in datas:
-        n = len(data)
-        if n < 0x80:
-            parts.append(tag + bytes((n,)))
-        else:
-            head = bytearray(tag)
-            while n >= 0x80:
-                head.append((n & 0x7F) | 0x80)
-                n >>= 7
-            head.append(n)
-            parts.append(bytes(head))
-        parts.append(data)
-    return b"".join(parts)
-
-
-def _pack_refs(refs: Iterable[ev.AssetRef]) -> bytes:
-    """AssetRefs as one bytes object: the wire encoding of ``RunEvent.inputs`` (field 17) holding
-    them, so ``RunEvent.FromString(packed).inputs`` reads them back."""
-    return _frame(b"\x8a\x01", (ref.SerializeToString() for ref in refs))
-
-
-#: What the fold reads of one event, as plain values (no protobuf objects but the origin)::
-#:
-#:     (event_id, run_id, scope, pipeline_id, asset_id, node_id, attempt_id, stage_id, state,
-#:      synthetic, time_ns, duration_ns, error, command, exit_code, inputs, outputs, attributes,
-#:      upstream_node_ids, origin)
-#:
-#: ids and enums as in the event ("" / 0 when unset); ``time_ns`` ns since epoch;
-#: ``duration_ns`` None without a duration; ``error`` (error_class, detail) or None without an
-#: Error; ``command`` the serialized Command or None; ``exit_code`` None when unset; ``inputs``
-#: and ``outputs`` the refs packed as :func:`_pack_refs` does (``b""`` for none); ``attributes``
-#: a dict or None when empty; ``upstream_node_ids`` a sequence of str; ``origin`` the Origin or
-#: None when unset (the fold copies it). Built by :func:`facts_of`, or by the receiver's decoder
-#: straight from OTLP (:mod:`vfo_otel.mapping`), which gives the same tuple for the same event.
-Facts = tuple[
-    str, str, ev.Scope, str, str, str, int, str, ev.State, bool, int, int | None, tuple[str, str] | None,
-    bytes | None, int | None, bytes, bytes, dict[str, str] | None, Sequence[str], ev.Origin | None,
-]
-
-
-def facts_of(event: ev.RunEvent) -> Facts:
-    """The :data:`Facts` of one event (pure; reads every field the fold uses once)."""
-    ts = event.time
-    duration = None
-    if event.HasField("duration"):
-        d = event.duration
-        duration = d.seconds * 1_000_000_000 + d.nanos
-    error = None
-    if event.HasField("error"):
-        err = event.error
-        error = (err.error_class, err.detail)
-    inputs, outputs, upstream, attributes = (
-        event.inputs, event.outputs, event.upstream_node_ids, event.attributes
-    )
-    return (
-        event.event_id,
-        event.run_id,
-        event.scope,
-        event.pipeline_id,
-        event.asset_id,
-        event.node_id,
-        event.attempt_id,
-        event.stage_id,
-        event.state,
-        event.synthetic,
-        ts.seconds * 1_000_000_000 + ts.nanos,
-        duration,
-        error,
-        event.command.SerializeToString() if event.HasField("command") else None,
-        event.exit_code if event.HasField("exit_code") else None,
-        _pack_refs(inputs) if inputs else b"",
-        _pack_refs(outputs) if outputs else b"",
-        dict(attributes) if attributes else None,
-        list(upstream) if upstream else (),
-        event.origin if event.HasField("origin") else None,
-    )
 
 
 @dataclass(frozen=True)
@@ -193,78 +89,6 @@ class ActiveAttempt:
     key: AttemptKey
     stage_id: str
     last_ns: int
-
-
-def asset_page_token(pipeline_id: str, after_asset_id: str) -> str:
-    """The opaque ``asset_page_token`` of the page of ``pipeline_id``'s assets that starts
-    after ``after_asset_id`` ("" = the first page): base64url of a JSON pair."""
-    raw = json.dumps([pipeline_id, after_asset_id], ensure_ascii=False, separators=(",", ":"))
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def parse_asset_page_token(token: str) -> tuple[str, str]:
-    """``(pipeline_id, after_asset_id)`` of a token made by :func:`asset_page_token`.
-
-    Raises:
-        ValueError: the token was not made by :func:`asset_page_token`.
-    """
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        value = json.loads(raw.decode())
-    except (ValueError, UnicodeDecodeError):
-        value = None
-    if (
-        not isinstance(value, list)
-        or len(value) != 2
-        or not all(isinstance(v, str) for v in value)
-        or not value[0]
-    ):
-        raise ValueError(
-            f"malformed asset_page_token {token!r}: pass a token from Pipeline.asset_page"
-            " (assetPage in JSON) of a snapshot"
-        )
-    return value[0], value[1]
-
-
-@dataclass(frozen=True)
-class Selection:
-    """What a snapshot includes beyond the run's totals (hashable: a cache key).
-
-    Attributes:
-        pipeline_id, asset_id: the asset whose node details are included, and whose
-            summary row is always in its pipeline's ``assets`` ("" = none).
-        asset_page_size: rows per page of each pipeline's asset list; 0 means
-            :data:`DEFAULT_ASSET_PAGE_SIZE`.
-        asset_page_token: from a ``Pipeline.asset_page`` ("" = every pipeline's first
-            page): the named pipeline's list starts there.
-
-    Raises:
-        ValueError: ``asset_page_size`` over :data:`MAX_ASSET_PAGE_SIZE` or negative, or a
-            malformed ``asset_page_token`` (on construction).
-    """
-
-    pipeline_id: str = ""
-    asset_id: str = ""
-    asset_page_size: int = 0
-    asset_page_token: str = ""
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.asset_page_size <= MAX_ASSET_PAGE_SIZE:
-            raise ValueError(
-                f"asset_page_size must be between 0 (default {DEFAULT_ASSET_PAGE_SIZE}) and"
-                f" {MAX_ASSET_PAGE_SIZE}, got {self.asset_page_size}"
-            )
-        if self.asset_page_token:
-            parse_asset_page_token(self.asset_page_token)
-
-    def page(self, pipeline_id: str) -> tuple[int, str]:
-        """``(rows per page, start after this asset id)`` of ``pipeline_id``'s asset list."""
-        size = self.asset_page_size or DEFAULT_ASSET_PAGE_SIZE
-        if self.asset_page_token:
-            pid, after = parse_asset_page_token(self.asset_page_token)
-            if pid == pipeline_id:
-                return size, after
-        return size, ""
 
 
 class _Acc:
@@ -293,7 +117,7 @@ class _Acc:
 
     def __init__(self) -> None:
         self.state_key: OrderKey | None = None
-        self.state = ev.STATE_UNSPECIFIED
+        self.state: int = ev.STATE_UNSPECIFIED
         self.synthetic = False
         self.error: tuple[str, str] | None = None
         self.end_ns: int | None = None
@@ -307,7 +131,7 @@ class _Acc:
         self.inputs_key: OrderKey | None = None
         self.outputs_key: OrderKey | None = None
         self.exit_code: int | None = None
-        self._inputs = b""  # AssetRefs, serialized as RunEvent.inputs (see _pack_refs)
+        self._inputs = b""  # AssetRefs packed by _record.pack_refs (plain bytes)
         self._outputs = b""
         self.attrs: dict[str, tuple[OrderKey, str]] | None = None
 
@@ -322,32 +146,34 @@ class _Acc:
 
     @property
     def inputs(self) -> tuple[ev.AssetRef, ...]:
-        return tuple(ev.RunEvent.FromString(self._inputs).inputs) if self._inputs else ()
+        """The input refs of the deciding event that had some (new messages)."""
+        return unpack_refs(self._inputs)
 
     @property
     def outputs(self) -> tuple[ev.AssetRef, ...]:
-        return tuple(ev.RunEvent.FromString(self._outputs).inputs) if self._outputs else ()
+        """The output refs of the deciding event that had some (new messages)."""
+        return unpack_refs(self._outputs)
 
-    def apply(self, f: Facts, key: OrderKey) -> None:
-        """Fold one event, given as its :data:`Facts` and its order key (rank, time, event id)."""
-        (_, _, _, _, _, _, _, _, state, synthetic, t, duration, error, cmd, exit_code, inputs, outputs,
-         attrs, _, _) = f
+    def apply(self, r: EventRecord, key: OrderKey) -> None:
+        """Fold one event, given as its record and its order key (rank, time, event id)."""
+        state, t = r.state, r.time_ns
         if self.state_key is None or key > self.state_key:
             self.state_key = key
             self.state = state
-            self.synthetic = synthetic
+            self.synthetic = r.synthetic
             if state in _TERMINAL:
                 self.end_ns = t
-                self.duration_ns = duration
+                self.duration_ns = r.duration_ns
             else:
                 self.end_ns = self.duration_ns = None
-            self.error = error if state == _FAILED else None
+            self.error = r.error if state == _FAILED else None
         if self.first_ns is None or t < self.first_ns:
             self.first_ns = t
         if state == _RUNNING and (self.running_ns is None or t < self.running_ns):
             self.running_ns = t
         if t > self.last_ns:
             self.last_ns = t
+        cmd, exit_code, inputs, outputs, attrs = r.command, r.exit_code, r.inputs, r.outputs, r.attributes
         if cmd is not None and (self.cmd_key is None or key > self.cmd_key):
             self.cmd_key, self._cmd = key, cmd
         if exit_code is not None and (self.exit_key is None or key > self.exit_key):
@@ -440,31 +266,7 @@ class _Asset:
         self.acc = _Acc()
         self.nodes: dict[str, _Node] = {}
         self.version = 0  # bumped by every event of the asset or its node attempts
-        self.digest: _AssetDigest | None = None
-
-
-class _AssetDigest:
-    """What a snapshot needs of one asset, computed once per version of the asset.
-
-    A snapshot of a large run is assembled from these, so a change to one asset costs one
-    asset's work plus a merge, not a walk over every attempt of the run.
-    """
-
-    __slots__ = ("attempt_counts", "nodes", "stages", "state", "summary", "times", "version")
-
-    def __init__(self, version: int) -> None:
-        self.version = version
-        self.state: int = ev.STATE_UNSPECIFIED
-        self.summary = db.AssetSummary()
-        self.times: _Times = (None, None, None, 0)
-        #: counts by state of every attempt (retries included), indexed by state number
-        self.attempt_counts = [0] * 7
-        #: node id -> (stage key, stage, latest state, upstream ids: the node's own sorted
-        #: tuple, shared, not copied: _Node replaces it, never mutates it)
-        self.nodes: dict[str, tuple[OrderKey | None, str, int, tuple[str, ...]]] = {}
-        #: stage -> [counts of latest attempts by state (7), total duration ns, max duration ns,
-        #: whether any finished attempt had a duration]
-        self.stages: dict[str, list[Any]] = {}
+        self.digest: AssetDigest | None = None
 
 
 class _Pipeline:
@@ -473,106 +275,7 @@ class _Pipeline:
     def __init__(self) -> None:
         self.acc = _Acc()
         self.assets: dict[str, _Asset] = {}
-        self.agg = _PipelineAgg()
-
-
-class _PipelineAgg:
-    """Sums over a pipeline's asset digests, kept up to date by swapping one digest at a time.
-
-    Counts are added and subtracted; stage keys and upstream ids only ever grow (they are
-    maxima and unions over events), so they are only added; a stage's maximum duration is
-    recomputed from the digests when the digest that held it is replaced.
-    """
-
-    __slots__ = ("asset_states", "attempts", "digests", "max_dirty", "node_states", "nodes", "stage_of",
-                 "stages", "upstream")
-
-    def __init__(self) -> None:
-        self.digests: dict[str, _AssetDigest] = {}
-        self.asset_states = [0] * 7
-        self.nodes = [0] * 7
-        self.attempts = [0] * 7
-        self.node_states: dict[str, list[int]] = {}
-        self.stage_of: dict[str, tuple[OrderKey | None, str]] = {}
-        self.upstream: dict[str, set[str]] = {}
-        #: stage -> [counts of latest attempts (7), total duration ns, max duration ns, timed digests]
-        self.stages: dict[str, list[Any]] = {}
-        self.max_dirty: set[str] = set()
-
-    def swap(self, asset_id: str, new: _AssetDigest) -> None:
-        old = self.digests.get(asset_id)
-        if old is new:
-            return
-        if old is not None:
-            self._add(old, -1)
-        self._add(new, 1)
-        self.digests[asset_id] = new
-
-    def _add(self, d: _AssetDigest, sign: int) -> None:
-        self.asset_states[d.state] += sign
-        for i, n in enumerate(d.attempt_counts):
-            self.attempts[i] += sign * n
-        for node_id, (key, stage, state, ups) in d.nodes.items():
-            self.nodes[state] += sign
-            counts = self.node_states.get(node_id)
-            if counts is None:
-                counts = self.node_states[node_id] = [0] * 7
-            counts[state] += sign
-            if sign > 0:
-                old = self.stage_of.get(node_id)
-                if old is None or (key is not None and (old[0] is None or key > old[0])):
-                    self.stage_of[node_id] = (key, stage)
-                known = self.upstream.get(node_id)
-                if known is None:
-                    self.upstream[node_id] = set(ups)
-                elif not known.issuperset(ups):
-                    known.update(ups)
-        for stage, (counts, total, biggest, timed) in d.stages.items():
-            agg = self.stages.get(stage)
-            if agg is None:
-                agg = self.stages[stage] = [[0] * 7, 0, 0, 0]
-            for i, n in enumerate(counts):
-                agg[0][i] += sign * n
-            agg[1] += sign * total
-            agg[3] += sign * int(timed)
-            if sign > 0:
-                agg[2] = max(agg[2], biggest)
-            elif biggest and biggest >= agg[2]:
-                self.max_dirty.add(stage)
-
-    def stage_totals(self) -> dict[str, list[Any]]:
-        """stage -> [counts (7), total ns, max ns, timed digests], maxima made exact."""
-        for stage in self.max_dirty:
-            agg = self.stages[stage]
-            agg[2] = max((d.stages[stage][2] for d in self.digests.values() if stage in d.stages), default=0)
-        self.max_dirty.clear()
-        return self.stages
-
-
-def _ts(ns: int | None, out: Timestamp) -> None:
-    if ns is not None:
-        out.FromNanoseconds(ns)
-
-
-def _dur(ns: int | None, out: Duration) -> None:
-    if ns is not None:
-        out.FromNanoseconds(ns)
-
-
-def _count(counts: db.StateCounts, state: int) -> None:
-    name = _STATE_FIELD.get(state)  # type: ignore[call-overload]
-    if name is not None:
-        setattr(counts, name, getattr(counts, name) + 1)
-        counts.total += 1
-
-
-def _add_counts(out: db.StateCounts, by_state: list[int]) -> None:
-    """Add counts indexed by state number (0 = unspecified, ignored) into ``out``."""
-    for state, name in _STATE_FIELD.items():
-        n = by_state[state]
-        if n:
-            setattr(out, name, getattr(out, name) + n)
-            out.total += n
+        self.agg = PipelineAgg()
 
 
 class RunFold:
@@ -594,12 +297,12 @@ class RunFold:
 
     def apply(self, event: ev.RunEvent) -> None:
         """Fold one event (the caller drops duplicates; see :class:`Fold`)."""
-        self.apply_facts(facts_of(event))
+        self.apply_record(record_of(event))
 
-    def apply_facts(self, f: Facts) -> None:
-        """Fold one event given as its :data:`Facts` (the caller drops duplicates)."""
-        (event_id, _, scope, pipeline_id, asset_id, node_id, attempt_id, stage_id, state, synthetic, t,
-         _, _, _, _, _, _, _, upstream, origin) = f
+    def apply_record(self, f: EventRecord) -> None:
+        """Fold one event given as its :class:`EventRecord` (the caller drops duplicates)."""
+        event_id, scope, state, t, origin = f.event_id, f.scope, f.state, f.time_ns, f.origin
+        pipeline_id, asset_id, node_id = f.pipeline_id, f.asset_id, f.node_id
         self.revision += 1
         if origin is not None:
             okey = (scope == _SCOPE_RUN, t, event_id)
@@ -608,7 +311,7 @@ class RunFold:
                 self.origin = ev.Origin()  # a copy: a sub-message would keep the whole event alive
                 self.origin.CopyFrom(origin)
         if state in _TERMINAL:  # rule 2: queued < running/waiting < synthetic terminal < terminal
-            rank = 2 if synthetic else 3
+            rank = 2 if f.synthetic else 3
         else:
             rank = 0 if state == _QUEUED else 1
         k = (rank, t, event_id)  # one order key per event, shared by every field it decides
@@ -631,6 +334,7 @@ class RunFold:
         node = asset.nodes.get(node_id)
         if node is None:
             node = asset.nodes[node_id] = _Node()
+        stage_id, upstream, attempt_id = f.stage_id, f.upstream_node_ids, f.attempt_id
         if stage_id and (node.stage_key is None or k > node.stage_key):
             node.stage_key, node.stage = k, sys.intern(stage_id)  # a handful of stages per run
         if upstream:
@@ -663,12 +367,12 @@ class RunFold:
 
     # -- derived state -----------------------------------------------------------------
 
-    def _digest(self, pipeline_id: str, asset_id: str, asset: _Asset) -> _AssetDigest:
+    def _digest(self, pipeline_id: str, asset_id: str, asset: _Asset) -> AssetDigest:
         """The asset's digest, recomputed only when the asset changed since the last one."""
         d = asset.digest
         if d is not None and d.version == asset.version:
             return d
-        d = asset.digest = _AssetDigest(asset.version)
+        d = asset.digest = AssetDigest(asset.version)
         latest_states = []
         kid_times = []
         current: tuple[tuple[int, int], str, str] | None = None
@@ -682,7 +386,7 @@ class RunFold:
             kid_times.append(self._span(acc, ()))
             d.nodes[node_id] = (node.stage_key, node.stage, state, node.upstream)
             row.attempts += len(node.attempts)
-            _count(row.node_counts, state)
+            count(row.node_counts, state)
             cand = ((_CURRENT_RANK.get(state, 0), acc.last_ns), node_id, node.stage)
             if current is None or (cand[0], cand[1]) > (current[0], current[1]):
                 current = cand
@@ -705,15 +409,15 @@ class RunFold:
             row.current_node_id, row.current_stage_id = current[1], current[2]
         d.times = self._span(asset.acc, kid_times)
         start, end, duration, last = d.times
-        _ts(start, row.start_time)
+        set_time(start, row.start_time)
         if d.state in _TERMINAL:
-            _ts(end, row.end_time)
-            _dur(duration, row.duration)
-        _ts(last or None, row.last_update_time)
+            set_time(end, row.end_time)
+            set_duration(duration, row.duration)
+        set_time(last or None, row.last_update_time)
         self._fill_error(asset.acc, d.state, row.error)
         return d
 
-    def _digests(self, pipeline_id: str, pipe: _Pipeline) -> list[tuple[str, _AssetDigest]]:
+    def _digests(self, pipeline_id: str, pipe: _Pipeline) -> list[tuple[str, AssetDigest]]:
         """Every asset's digest, sorted by asset id; the pipeline's sums follow the changed ones."""
         out = []
         for aid in sorted(pipe.assets):
@@ -722,7 +426,7 @@ class RunFold:
             out.append((aid, d))
         return out
 
-    def _pipeline_state(self, pipe: _Pipeline, digests: list[tuple[str, _AssetDigest]]) -> int:
+    def _pipeline_state(self, pipe: _Pipeline, digests: list[tuple[str, AssetDigest]]) -> int:
         if pipe.acc.reported:
             return pipe.acc.state
         return derive_state(d.state for _, d in digests)
@@ -736,7 +440,7 @@ class RunFold:
         )
 
     @staticmethod
-    def _span(acc: _Acc, kids: Iterable[_Times]) -> _Times:
+    def _span(acc: _Acc, kids: Iterable[Times]) -> Times:
         """(start, end, duration, last update) of an entity, widened by its children's when unreported."""
         start, end, last = acc.start_ns(), acc.end_ns, acc.last_ns
         duration = acc.duration()
@@ -756,7 +460,7 @@ class RunFold:
         if acc.error is not None and state == ev.STATE_FAILED:
             out.error_class, out.detail = acc.error
 
-    def header(self, pipeline_times: Iterable[_Times] | None = None) -> db.RunHeader:
+    def header(self, pipeline_times: Iterable[Times] | None = None) -> db.RunHeader:
         """The run header (state, times, origin, command, attributes, error)."""
         if pipeline_times is None:
             pipeline_times = [
@@ -765,11 +469,11 @@ class RunFold:
             ]
         h = db.RunHeader(run_id=self.run_id, state=self.state(), state_reported=self.acc.reported)  # type: ignore[arg-type]
         start, end, duration, last = self._span(self.acc, pipeline_times)
-        _ts(start, h.start_time)
+        set_time(start, h.start_time)
         if h.state in _TERMINAL:
-            _ts(end, h.end_time)
-            _dur(duration, h.duration)
-        _ts(last or None, h.last_update_time)
+            set_time(end, h.end_time)
+            set_duration(duration, h.duration)
+        set_time(last or None, h.last_update_time)
         h.service_name = self.origin.service_name
         h.service_version = self.origin.service_version
         h.host_name = self.origin.host_name
@@ -800,49 +504,49 @@ class RunFold:
         nodes, attempts = [0] * 7, [0] * 7
         for pid, pipe in self.pipelines.items():
             digests = self._digests(pid, pipe)
-            _count(s.pipelines, self._pipeline_state(pipe, digests))
+            count(s.pipelines, self._pipeline_state(pipe, digests))
             agg = pipe.agg
-            _add_counts(s.assets, agg.asset_states)
+            add_counts(s.assets, agg.asset_states)
             for i in range(7):
                 nodes[i] += agg.nodes[i]
                 attempts[i] += agg.attempts[i]
-        _add_counts(s.nodes, nodes)
-        _add_counts(s.attempts, attempts)
+        add_counts(s.nodes, nodes)
+        add_counts(s.attempts, attempts)
         s.stale_nodes = self._stale_nodes(stale) if stale else 0
         return s
 
     @staticmethod
-    def _workflow(agg: _PipelineAgg) -> db.Workflow:
+    def _workflow(agg: PipelineAgg) -> db.Workflow:
         upstream = {n: set(u) for n, u in agg.upstream.items()}
         stages = dict(agg.stage_of)
         for node_id in list(upstream):
             for u in list(upstream[node_id]):
                 upstream.setdefault(u, set())
                 stages.setdefault(u, (None, ""))
-        depth = _depths(upstream)
+        depth = depths(upstream)
         wf = db.Workflow()
         for node_id in sorted(upstream, key=lambda n: (depth[n], n)):
             node = wf.nodes.add(node_id=node_id, stage_id=stages[node_id][1], depth=depth[node_id])
             counts = agg.node_states.get(node_id)
             if counts is not None:
-                _add_counts(node.counts, counts)
+                add_counts(node.counts, counts)
         for node_id in sorted(upstream):
             for u in sorted(upstream[node_id]):
                 wf.edges.add(from_node_id=u, to_node_id=node_id)
         return wf
 
     def _pipeline(
-        self, pipeline_id: str, pipe: _Pipeline, digests: list[tuple[str, _AssetDigest]],
+        self, pipeline_id: str, pipe: _Pipeline, digests: list[tuple[str, AssetDigest]],
         stale_assets: set[str], sel: Selection,
-    ) -> tuple[db.Pipeline, _Times]:
+    ) -> tuple[db.Pipeline, Times]:
         state = self._pipeline_state(pipe, digests)
         out = db.Pipeline(pipeline_id=pipeline_id, state=state, state_reported=pipe.acc.reported)  # type: ignore[arg-type]
         times = self._span(pipe.acc, [d.times for _, d in digests])
         start, end, duration, _ = times
-        _ts(start, out.start_time)
+        set_time(start, out.start_time)
         if state in _TERMINAL:
-            _ts(end, out.end_time)
-            _dur(duration, out.duration)
+            set_time(end, out.end_time)
+            set_duration(duration, out.duration)
         size, after = sel.page(pipeline_id)
         start = bisect.bisect_right(digests, after, key=lambda t: t[0]) if after else 0
         page = digests[start : start + size]
@@ -862,8 +566,8 @@ class RunFold:
             for row in out.assets:
                 if row.asset_id in stale_assets:
                     row.stale = True
-        _add_counts(out.asset_counts, pipe.agg.asset_states)
-        _add_counts(out.node_counts, pipe.agg.nodes)
+        add_counts(out.asset_counts, pipe.agg.asset_states)
+        add_counts(out.node_counts, pipe.agg.nodes)
         out.workflow.CopyFrom(self._workflow(pipe.agg))
         self._fill_error(pipe.acc, state, out.error)
         return out, times
@@ -886,7 +590,7 @@ class RunFold:
             if not any(counts):
                 continue  # every node of the stage moved to another stage
             st = db.StageTotal(stage_id=stage)
-            _add_counts(st.counts, counts)
+            add_counts(st.counts, counts)
             if timed:
                 st.total_duration.FromNanoseconds(total)
                 st.max_duration.FromNanoseconds(biggest)
@@ -905,7 +609,7 @@ class RunFold:
         if asset is None:
             return []
         out: list[db.NodeDetail] = []
-        depth = _depths({n: set(node.upstream) for n, node in asset.nodes.items()})
+        depth = depths({n: set(node.upstream) for n, node in asset.nodes.items()})
         for node_id in sorted(asset.nodes, key=lambda n: (depth.get(n, 0), n)):  # workflow order
             node = asset.nodes[node_id]
             if not node.attempts:
@@ -913,18 +617,18 @@ class RunFold:
             detail = db.NodeDetail(
                 node_id=node_id,
                 stage_id=node.stage,
-                state=node.latest()[1].state,
+                state=node.latest()[1].state,  # type: ignore[arg-type]
                 upstream_node_ids=sorted(node.upstream),
             )
             for n in sorted(node.attempts):
                 acc = node.attempts[n]
                 a = detail.attempts.add(attempt_id=n, state=acc.state, synthetic=acc.synthetic)
                 a.stale = (selection.pipeline_id, selection.asset_id, node_id, n) in stale
-                _ts(acc.start_ns(), a.start_time)
+                set_time(acc.start_ns(), a.start_time)
                 if acc.state in _TERMINAL:
-                    _ts(acc.end_ns, a.end_time)
-                    _dur(acc.duration(), a.duration)
-                _ts(acc.last_ns or None, a.last_update_time)
+                    set_time(acc.end_ns, a.end_time)
+                    set_duration(acc.duration(), a.duration)
+                set_time(acc.last_ns or None, a.last_update_time)
                 if acc.exit_code is not None:
                     a.exit_code = acc.exit_code
                 if acc.cmd is not None:
@@ -957,7 +661,7 @@ class RunFold:
         sel = selection or Selection()
         stale = self.stale_keys(now_ns, stale_after_ns)
         snap = db.DashboardSnapshot(schema_version=SCHEMA_VERSION, revision=self.revision)
-        _ts(now_ns, snap.generated_time)
+        set_time(now_ns, snap.generated_time)
         pipeline_times = []
         for pid in sorted(self.pipelines):
             pipe = self.pipelines[pid]
@@ -972,27 +676,6 @@ class RunFold:
         snap.summary.CopyFrom(self.summary(stale))
         snap.stage_totals.extend(self._stage_totals())
         return snap
-
-
-def _depths(upstream: dict[str, set[str]]) -> dict[str, int]:
-    """Longest path from a root for each node; nodes on a cycle get the depth reached so far."""
-    depth: dict[str, int] = {}
-    visiting: set[str] = set()
-
-    def visit(n: str) -> int:
-        if n in depth:
-            return depth[n]
-        if n in visiting:
-            return 0
-        visiting.add(n)
-        d = 1 + max((visit(u) for u in sorted(upstream.get(n, ()))), default=-1)
-        visiting.discard(n)
-        depth[n] = d
-        return d
-
-    for n in sorted(upstream):
-        visit(n)
-    return depth
 
 
 class Fold:
@@ -1021,21 +704,21 @@ class Fold:
         run.apply(event)
         return run
 
-    def apply_facts(self, facts: Iterable[Facts]) -> set[str]:
-        """Fold events given as their :data:`Facts` (what the receiver's decoder produces);
+    def apply_records(self, records: Iterable[EventRecord]) -> set[str]:
+        """Fold events given as their :class:`EventRecord` (what the receiver's decoder produces);
         duplicates are dropped as by :meth:`apply`. Returns the ids of the runs that changed."""
         runs, seen, changed = self.runs, self._seen, set()
-        for f in facts:
-            run_id = f[1]
+        for f in records:
+            run_id = f.run_id
             if self._dedup:
-                key = (run_id, f[0])
+                key = (run_id, f.event_id)
                 if key in seen:
                     continue
                 seen.add(key)
             run = runs.get(run_id)
             if run is None:
                 run = runs[run_id] = RunFold(run_id)
-            run.apply_facts(f)
+            run.apply_record(f)
             changed.add(run_id)
         return changed
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from vfo_otel._gen.vfo.dashboard.v1 import dashboard_pb2 as db
 from vfo_otel._gen.vfo.events.v1 import events_pb2 as ev
+from vfo_otel.contract import STATES, state_label
 
 __all__ = [
     "RUN_LINE_HEADER",
@@ -14,12 +15,8 @@ __all__ = [
     "state_label",
 ]
 
-STATE_COLUMNS = ("queued", "running", "waiting", "complete", "failed", "skipped")
-
-
-def state_label(state: int) -> str:
-    """``STATE_FAILED`` -> ``failed``."""
-    return str(ev.State.Name(state)).removeprefix("STATE_").lower()
+#: Count columns, in state number order (the one state table's order).
+STATE_COLUMNS = STATES
 
 
 def _seconds(d: object) -> str:

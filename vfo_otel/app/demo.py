@@ -36,12 +36,10 @@ from pathlib import Path
 import grpc
 
 from vfo_otel._gen.vfo.dashboard.v1 import dashboard_pb2 as db
+from vfo_otel.app.report import format_summary
 from vfo_otel.client import SnapshotClient
-from vfo_otel.config import ReceiverConfig
-from vfo_otel.emitter import Emitter
-from vfo_otel.report import format_summary
-from vfo_otel.runner import AssetHandle, NodeSpec
-from vfo_otel.server import ReceiverThread
+from vfo_otel.emitter import AssetHandle, Emitter, NodeSpec
+from vfo_otel.receiver import ReceiverConfig, ReceiverThread
 
 __all__ = ["MEDIA_ASSETS", "DemoResult", "run_demo"]
 

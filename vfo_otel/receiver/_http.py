@@ -14,7 +14,7 @@ are the protobuf JSON mapping of the very same messages the gRPC API returns):
 * ``GET /`` -> the dashboard page (static files shipped in the package).
 
 Errors are ``{"code": <grpc code number>, "message": ...}`` (google.rpc.Status shape)
-with the HTTP status from :mod:`vfo_otel.errors`.
+with the HTTP status from :mod:`vfo_otel.receiver._errors`.
 
 Security: every route is read-only (other methods answer 405). With a token configured,
 ``/v1/*`` needs ``Authorization: Bearer <token>`` or, for a browser ``EventSource`` that
@@ -39,11 +39,11 @@ from aiohttp import web
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from vfo_otel._gen.vfo.events.v1 import events_pb2 as ev
-from vfo_otel.config import split_address
-from vfo_otel.errors import Invalid, ReceiverError, Unauthenticated, grpc_code, http_status
-from vfo_otel.fold import Selection
-from vfo_otel.service import Receiver, make_selection
+from vfo_otel.contract import state_number
+from vfo_otel.receiver._config import split_address
+from vfo_otel.receiver._errors import Invalid, ReceiverError, Unauthenticated, grpc_code, http_status
+from vfo_otel.receiver._selection import Selection
+from vfo_otel.receiver._service import Receiver, make_selection
 
 __all__ = ["create_http_app", "start_http"]
 
@@ -76,14 +76,10 @@ def _int(request: web.Request, name: str, default: int = 0) -> int:
 def _state(raw: str) -> int:
     if not raw:
         return 0
-    name = raw.upper()
-    if not name.startswith("STATE_"):
-        name = "STATE_" + name
     try:
-        return int(ev.State.Value(name))
-    except ValueError:
-        valid = ", ".join(n[6:].lower() for n in ev.State.keys() if n != "STATE_UNSPECIFIED")
-        raise Invalid(f"unknown state {raw!r} (one of: {valid})") from None
+        return state_number(raw)
+    except ValueError as exc:
+        raise Invalid(str(exc)) from None
 
 
 def _selection(request: web.Request) -> Selection:

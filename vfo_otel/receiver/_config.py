@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from vfo_otel.limits import Limits
+from vfo_otel.contract import Limits
 
 __all__ = ["DEFAULT_GRPC_ADDRESS", "DEFAULT_HTTP_ADDRESS", "ReceiverConfig", "split_address"]
 

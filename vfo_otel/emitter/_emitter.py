@@ -2,8 +2,9 @@
 
 Each event becomes, at once, one OTLP log record (the live channel), one span event on
 its entity's span (run > pipeline > asset > node attempt; the span is exported when the
-entity reaches a terminal state) and a few low-cardinality metric updates. The mapping
-itself is pure (:mod:`vfo_otel.mapping`); this module only drives the SDK.
+entity reaches a terminal state) and a few low-cardinality metric updates. What each
+becomes is the reference mapping's output (:mod:`vfo_otel.otel`, called on the event's plain
+values); this module only drives the SDK (wiring in :mod:`vfo_otel.emitter._sdk`).
 
 Thread contract: every public method is thread-safe and never raises into the runner
 (except constructor validation, which raises ``ValueError``). Failures are counted in
@@ -15,47 +16,63 @@ from __future__ import annotations
 
 import atexit
 import collections
-import contextvars
 import logging
 import os
 import signal
-import socket
 import threading
 import time
 import uuid
 import weakref
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry import trace as trace_api
 from opentelemetry._logs import SeverityNumber
 from opentelemetry.context import Context
-from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor
-from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter, LogRecordExportResult
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
-from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.trace import NonRecordingSpan, SpanContext, Status, StatusCode, TraceFlags
 
-from vfo_otel import conventions as c
-from vfo_otel import mapping
 from vfo_otel._gen.vfo.events.v1 import events_pb2 as ev
-from vfo_otel.conventions import Key
+from vfo_otel.contract import EntityKey, parent_key, scope_name, span_id_for, state_name, trace_id_for_run
+from vfo_otel.contract import conventions as c
+from vfo_otel.contract.conventions import Key
+from vfo_otel.emitter._runner import RunHandle
+from vfo_otel.emitter._sdk import (
+    NEXT_IDS,
+    VERSION,
+    CardinalityCap,
+    CountingLogExporter,
+    CountingLogProcessor,
+    CountingSpanExporter,
+    CountingSpanProcessor,
+    DeterministicIds,
+    EmitterStats,
+    build_resource,
+)
+from vfo_otel.otel import (
+    AttrValue,
+    EntityParts,
+    EventFields,
+    entity_parts,
+    log_record_values,
+    metric_parts,
+    metric_updates,
+    span_end_values,
+    span_start_values,
+    transition_attributes,
+)
 
-__all__ = ["Emitter", "EmitterStats", "Terminated", "build_resource", "install_sigterm_handler"]
+__all__ = ["MAX_EXTRA_ATTRIBUTES", "Emitter", "Terminated", "install_sigterm_handler"]
 
 _log = logging.getLogger("vfo_otel")
 
-try:  # the package version, for service.version and the instrumentation scope
-    from importlib.metadata import version as _pkg_version
-
-    VERSION = _pkg_version("vfo-otel")
-except Exception:  # pragma: no cover - running from a source tree without metadata
-    VERSION = "0.0.0"
 
 _DEFAULT_CARDINALITY_LIMIT = 2000
 #: Ids each scope needs besides run_id (attempt_id: >= 1).
@@ -68,42 +85,9 @@ _REQUIRED_IDS: dict[int, tuple[str, ...]] = {
 MAX_EXTRA_ATTRIBUTES = 64
 
 
-def build_resource(
-    service_name: str | None = None, resource_attributes: Mapping[str, str] | None = None
-) -> Resource:
-    """The emitter's OTel resource: service and host identity, never an entity id.
-
-    ``Resource.create`` merges the ``OTEL_RESOURCE_ATTRIBUTES`` / ``OTEL_SERVICE_NAME``
-    environment variables; any ``vfo.*`` key arriving that way is dropped (with a warning on
-    the ``vfo_otel`` logger) because Loki turns resource attributes into index labels.
-
-    Args:
-        service_name: ``service.name`` (default: ``OTEL_SERVICE_NAME`` or ``vfo``).
-        resource_attributes: extra resource attributes.
-
-    Raises:
-        ValueError: ``resource_attributes`` holds a ``vfo.*`` key.
-    """
-    extra = dict(resource_attributes or {})
-    forbidden = sorted(k for k in extra if k.startswith("vfo."))
-    if forbidden:
-        raise ValueError(f"entity attributes are not resource attributes: {forbidden}")
-    attrs: dict[str, str] = {Key.SERVICE_VERSION: VERSION, Key.HOST_NAME: socket.gethostname(), **extra}
-    if service_name:
-        attrs[Key.SERVICE_NAME] = service_name
-    elif not os.environ.get("OTEL_SERVICE_NAME"):
-        attrs[Key.SERVICE_NAME] = "vfo"
-    resource = Resource.create(attrs)
-    leaked = sorted(k for k in resource.attributes if str(k).startswith("vfo."))
-    if leaked:  # from OTEL_RESOURCE_ATTRIBUTES
-        _log.warning(
-            "dropping vfo.* resource attributes %s: entity ids are never resource attributes", leaked
-        )
-        resource = Resource({k: v for k, v in resource.attributes.items() if not str(k).startswith("vfo.")})
-    return resource
 
 
-def _check_otlp_range(time_ns: int, event: mapping._Event) -> None:
+def _check_otlp_range(time_ns: int, event: EventFields) -> None:
     """Refuse values OTLP cannot carry (an unencodable value would be dropped, or fail a whole batch).
 
     OTLP timestamps are unsigned 64-bit ns since the epoch and integer attributes are int64.
@@ -121,16 +105,16 @@ def _check_otlp_range(time_ns: int, event: mapping._Event) -> None:
         raise ValueError("duration does not fit an OTLP int64 attribute (ns)")
 
 
-def _refuse_missing_ids(event: mapping._Event) -> None:
+def _refuse_missing_ids(event: EventFields) -> None:
     """Raise ValueError for the first id the event's scope needs that it lacks (run_id first)."""
     if not event.run_id:
         raise ValueError("run_id is required")
-    for name in _REQUIRED_IDS.get(event.scope, ()):  # what every receiver requires (mapping)
+    for name in _REQUIRED_IDS.get(event.scope, ()):  # what every receiver requires (vfo_otel.otel)
         if not getattr(event, name):
-            raise ValueError(f"{name} is required for scope {mapping.scope_name(event.scope)}")
+            raise ValueError(f"{name} is required for scope {scope_name(event.scope)}")
 
 
-def _cap_extra_attributes(event: mapping._Event) -> None:
+def _cap_extra_attributes(event: EventFields) -> None:
     """Keep the first ``MAX_EXTRA_ATTRIBUTES - 1`` extra attributes (by key) and record the count.
 
     The SDK keeps at most 128 attributes per log record and span event by default and evicts
@@ -144,215 +128,6 @@ def _cap_extra_attributes(event: mapping._Event) -> None:
     event.attributes = kept  # a new dict: the owner's is not modified
 
 
-class _DeterministicIds(IdGenerator):
-    """Returns the ids put in :data:`_NEXT_IDS` by the emitter; random ids otherwise.
-
-    The SDK asks its tracer's id generator for the trace id of a root span and the span id
-    of every span; vfo ids are derived from the run id and the entity key (mapping.py), so
-    separate processes and restarts agree.
-    """
-
-    def __init__(self, fallback: IdGenerator) -> None:
-        self._fallback = fallback
-
-    def generate_span_id(self) -> int:
-        ids = _NEXT_IDS.get()
-        return ids[1] if ids else self._fallback.generate_span_id()
-
-    def generate_trace_id(self) -> int:
-        ids = _NEXT_IDS.get()
-        return ids[0] if ids else self._fallback.generate_trace_id()
-
-
-_NEXT_IDS: contextvars.ContextVar[tuple[int, int] | None] = contextvars.ContextVar(
-    "vfo_next_ids", default=None
-)
-
-
-@dataclass
-class EmitterStats:
-    """Counters of the emitter (read them; do not modify).
-
-    Attributes:
-        events: events accepted by :meth:`Emitter.emit`.
-        failures: emit failures by kind (exception class name); each kind is logged once.
-        overflowed: metric data points folded into the overflow series, by metric name.
-        heartbeats: heartbeats sent for running or waiting node attempts.
-        late_events: events for an entity whose span had already ended (logged, no new span).
-        exported: records (``logs``: log records, ``spans``: spans) in exports the receiver or
-            collector acknowledged; only for the exporters the emitter built itself.
-        dropped: records in exports that failed for good (receiver down past the exporter's
-            retries and timeout, or a non-retryable error), by signal; these are lost.
-        enqueued: records handed to the SDK's batch processors, by signal; each goes into the
-            processor's bounded queue (``OTEL_BLRP_MAX_QUEUE_SIZE``/``OTEL_BSP_MAX_QUEUE_SIZE``,
-            default 2048) and from there to the exporter. Only for the processors the emitter
-            built itself.
-        queue_dropped: records the batch processors dropped because their queue was full (the
-            runner thread never waits for room: the SDK drops the oldest queued record), by
-            signal; these are lost. Exact as of the latest :meth:`Emitter.force_flush` (also run
-            by :meth:`Emitter.shutdown`) that completed with nothing enqueued meanwhile: every
-            record enqueued by then has reached the exporter (``exported`` or ``dropped``) or
-            was dropped by its queue, so ``queue_dropped = enqueued - exported - dropped``.
-            Between such flushes it keeps that figure; ``enqueued - exported - dropped -
-            queue_dropped`` is then what is still queued or being exported, plus what the
-            queues dropped since (the SDK does not tell which, short of its internal metrics).
-    """
-
-    events: int = 0
-    failures: dict[str, int] = field(default_factory=dict)
-    overflowed: dict[str, int] = field(default_factory=dict)
-    heartbeats: int = 0
-    late_events: int = 0
-    exported: dict[str, int] = field(default_factory=dict)
-    dropped: dict[str, int] = field(default_factory=dict)
-    enqueued: dict[str, int] = field(default_factory=dict)
-    queue_dropped: dict[str, int] = field(default_factory=dict)
-
-    def _count_export(self, signal: str, n: int, ok: bool) -> None:
-        with _STATS_LOCK:
-            counts = self.exported if ok else self.dropped
-            counts[signal] = counts.get(signal, 0) + n
-
-    def _settle_queue_drops(self, signals: Sequence[str]) -> None:
-        """``queue_dropped = enqueued - exported - dropped`` for these signals; only when every
-        record enqueued has left its queue (after a flush with nothing enqueued meanwhile)."""
-        with _STATS_LOCK:
-            for kind in signals:
-                done = self.exported.get(kind, 0) + self.dropped.get(kind, 0)
-                self.queue_dropped[kind] = self.enqueued[kind] - done
-
-    def _forget_pending(self) -> None:
-        """In a forked child: the records the parent still had queued are the parent's to export."""
-        for kind in self.enqueued:
-            done = self.exported.get(kind, 0) + self.dropped.get(kind, 0)
-            self.enqueued[kind] = done + self.queue_dropped.get(kind, 0)
-
-
-_STATS_LOCK = threading.Lock()
-
-
-def _new_stats_lock() -> None:  # in a forked child: the parent's lock may have been held at the fork
-    global _STATS_LOCK
-    _STATS_LOCK = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_new_stats_lock)
-
-
-class _CountingLogProcessor(LogRecordProcessor):
-    """Wraps the batch log record processor: counts the records enqueued (``stats.enqueued``).
-
-    ``on_emit`` runs in :meth:`Emitter._emit`, under the emitter's lock: the count and the
-    record's entry into the queue happen together (see ``Emitter.force_flush``)."""
-
-    def __init__(self, inner: LogRecordProcessor, stats: EmitterStats) -> None:
-        self._inner, self._counts = inner, stats.enqueued
-
-    def on_emit(self, log_record: Any) -> None:
-        self._inner.on_emit(log_record)
-        self._counts["logs"] = self._counts.get("logs", 0) + 1
-
-    def shutdown(self) -> None:
-        self._inner.shutdown()
-
-    def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        return self._inner.force_flush(timeout_millis)
-
-
-class _CountingSpanProcessor(SpanProcessor):
-    """Wraps the batch span processor: counts the spans enqueued (``stats.enqueued``).
-
-    The batch processor takes only sampled spans (every vfo span is sampled unless the
-    application configures a sampler); ``on_end`` runs under the emitter's lock, as above."""
-
-    def __init__(self, inner: SpanProcessor, stats: EmitterStats) -> None:
-        self._inner, self._counts = inner, stats.enqueued
-
-    def on_start(self, span: Any, parent_context: Context | None = None) -> None:
-        self._inner.on_start(span, parent_context=parent_context)
-
-    def on_end(self, span: ReadableSpan) -> None:
-        self._inner.on_end(span)
-        if span.context is not None and span.context.trace_flags.sampled:  # as BatchSpanProcessor.on_end
-            self._counts["spans"] = self._counts.get("spans", 0) + 1
-
-    def shutdown(self) -> None:
-        self._inner.shutdown()
-
-    def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        return self._inner.force_flush(timeout_millis)
-
-
-class _CountingSpanExporter(SpanExporter):
-    """Wraps the OTLP span exporter: counts acknowledged and dropped spans in the emitter's stats."""
-
-    def __init__(self, inner: SpanExporter, stats: EmitterStats) -> None:
-        self._inner, self._stats = inner, stats
-
-    def export(self, spans: Sequence[Any]) -> SpanExportResult:
-        try:
-            result = self._inner.export(spans)
-        except Exception:  # an exporter bug must not kill the processor thread
-            result = SpanExportResult.FAILURE
-        self._stats._count_export("spans", len(spans), result == SpanExportResult.SUCCESS)
-        return result
-
-    def shutdown(self) -> None:
-        self._inner.shutdown()
-
-    def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        return self._inner.force_flush(timeout_millis)
-
-
-class _CountingLogExporter(LogRecordExporter):
-    """Wraps the OTLP log exporter: counts acknowledged and dropped log records in the emitter's stats."""
-
-    def __init__(self, inner: LogRecordExporter, stats: EmitterStats) -> None:
-        self._inner, self._stats = inner, stats
-
-    def export(self, batch: Sequence[Any]) -> LogRecordExportResult:
-        try:
-            result = self._inner.export(batch)
-        except Exception:
-            result = LogRecordExportResult.FAILURE
-        self._stats._count_export("logs", len(batch), result == LogRecordExportResult.SUCCESS)
-        return result
-
-    def shutdown(self) -> None:
-        self._inner.shutdown()  # type: ignore[no-untyped-call]
-
-    def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        flush = getattr(self._inner, "force_flush", None)
-        return bool(flush(timeout_millis)) if flush is not None else True
-
-
-class _CardinalityCap:
-    """Per-metric cap on distinct label sets; past it, points go to one overflow series.
-
-    The OTel Python SDK has no cardinality limit; this mirrors the SDK specification's
-    overflow behaviour (attribute ``otel.metric.overflow=true``).
-    """
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._seen: dict[str, set[tuple[tuple[str, str], ...]]] = {}
-
-    def labels(self, metric: str, labels: dict[str, str], stats: EmitterStats) -> Mapping[str, Any]:
-        seen = self._seen.get(metric)
-        if seen is None:
-            seen = self._seen[metric] = set()
-        # metric_points builds every label dict in one fixed key order: a tuple is a cheaper key
-        # than a frozenset (this runs for every metric point)
-        key = tuple(labels.items())
-        if key in seen:
-            return labels
-        if len(seen) < self.limit - 1:  # keep one slot for the overflow series
-            seen.add(key)
-            return labels
-        stats.overflowed[metric] = stats.overflowed.get(metric, 0) + 1
-        return {_OVERFLOW_LABEL: True}
-
-
 @dataclass
 class _Attempt:
     """What the emitter remembers of one live entity."""
@@ -363,8 +138,8 @@ class _Attempt:
     stage_id: str = ""
     #: The context that gives this entity's log records its trace and span id (built once).
     log_ctx: Context | None = None
-    #: What its events map to alike at its latest stage id (mapping._entity_parts; built once per stage).
-    parts: mapping._EntityParts | None = None
+    #: What its events map to alike at its latest stage id (vfo_otel.otel.entity_parts; built once per stage).
+    parts: EntityParts | None = None
     #: The context its children's spans start in (this entity's span as their remote parent; built once).
     child_ctx: Context | None = None
 
@@ -442,7 +217,7 @@ class Emitter:
         self._metric_export_interval_ms = metric_export_interval_ms
         self._given = (tracer_provider, logger_provider, meter_provider)
         self._setup_providers()
-        self._cap = _CardinalityCap(cardinality_limit)
+        self._cap = CardinalityCap(cardinality_limit)
         #: metric base labels shared by entities, and the labels admitted per shared base (_emit_metrics)
         self._label_bases: dict[tuple[tuple[str, str], ...], tuple[dict[str, str], dict[Any, Any]]] = {}
         self._admitted: dict[int, dict[tuple[str, str], Mapping[str, Any]]] = {}
@@ -451,12 +226,12 @@ class Emitter:
         self._source_id = source_id or uuid.uuid4().hex[:16]
         self._sequence = 0
         self._random, self._random_pos = "", 0  # event ids to hand out, as hex (_new_event_id)
-        self._live: dict[tuple[str, ...], _Attempt] = {}
+        self._live: dict[EntityKey, _Attempt] = {}
         self._closed = False
         self._in_child = False
         self._rebuild = False
         self._child_flush_timeout_ms = 10_000
-        self._ended: collections.OrderedDict[tuple[str, ...], None] = collections.OrderedDict()
+        self._ended: collections.OrderedDict[EntityKey, None] = collections.OrderedDict()
         if heartbeat_interval_s is not None and heartbeat_interval_s <= 0:
             raise ValueError("heartbeat_interval_s must be > 0 (or None to disable heartbeats)")
         self._heartbeat_interval_s = heartbeat_interval_s
@@ -481,16 +256,16 @@ class Emitter:
             from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
             tracer_provider = TracerProvider(resource=resource)
-            spans = _CountingSpanExporter(OTLPSpanExporter(endpoint=endpoint, timeout=timeout), stats)
-            tracer_provider.add_span_processor(_CountingSpanProcessor(BatchSpanProcessor(spans), stats))
+            spans = CountingSpanExporter(OTLPSpanExporter(endpoint=endpoint, timeout=timeout), stats)
+            tracer_provider.add_span_processor(CountingSpanProcessor(BatchSpanProcessor(spans), stats))
             self._owned.append(tracer_provider)
         if logger_provider is None:
             from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
 
             logger_provider = LoggerProvider(resource=resource)
-            logs = _CountingLogExporter(OTLPLogExporter(endpoint=endpoint, timeout=timeout), stats)
+            logs = CountingLogExporter(OTLPLogExporter(endpoint=endpoint, timeout=timeout), stats)
             logger_provider.add_log_record_processor(
-                _CountingLogProcessor(BatchLogRecordProcessor(logs), stats)
+                CountingLogProcessor(BatchLogRecordProcessor(logs), stats)
             )
             self._owned.append(logger_provider)
         if meter_provider is None:
@@ -510,7 +285,7 @@ class Emitter:
 
         self._tracer = tracer_provider.get_tracer(c.INSTRUMENTATION_SCOPE, VERSION)
         if hasattr(self._tracer, "id_generator"):
-            self._tracer.id_generator = _DeterministicIds(self._tracer.id_generator or RandomIdGenerator())
+            self._tracer.id_generator = DeterministicIds(self._tracer.id_generator or RandomIdGenerator())
         else:  # pragma: no cover - a non-SDK tracer provider
             _log.warning("tracer provider is not the OTel SDK's: span ids will not be deterministic")
         self._logger = logger_provider.get_logger(c.INSTRUMENTATION_SCOPE, VERSION)
@@ -558,7 +333,7 @@ class Emitter:
         try:
             if not isinstance(event, ev.RunEvent):
                 raise TypeError(f"emit() takes a vfo.events.v1.RunEvent, not {type(event).__name__}")
-            fields = mapping._Event.of(event)  # read once; the caller's message is not modified
+            fields = EventFields.of(event)  # read once; the caller's message is not modified
         except Exception as exc:  # the emit path never raises into the runner
             self._failed(exc)
             return ev.RunEvent()
@@ -583,7 +358,7 @@ class Emitter:
             out.attributes.update(fields.attributes)
         return out
 
-    def _emit_owned(self, event: mapping._Event) -> None:
+    def _emit_owned(self, event: EventFields) -> None:
         """:meth:`emit` for an event's plain fields built for this call alone (the runner's
         handles): they are completed in place, and no RunEvent is built or read back.
 
@@ -594,7 +369,7 @@ class Emitter:
             return
         self._emit_guarded(event)
 
-    def _emit_guarded(self, event: mapping._Event) -> bool:
+    def _emit_guarded(self, event: EventFields) -> bool:
         """Complete and emit ``event`` under the lock; False when it failed (counted in stats)."""
         try:
             with self._lock:
@@ -648,10 +423,8 @@ class Emitter:
             except Exception as exc:
                 self._failed(exc)
 
-    def run(self, run_id: str, **kwargs: Any) -> Any:
-        """Context manager for a run; see :class:`vfo_otel.runner.RunHandle`."""
-        from vfo_otel.runner import RunHandle
-
+    def run(self, run_id: str, **kwargs: Any) -> RunHandle:
+        """Context manager for a run; see :class:`vfo_otel.emitter.RunHandle`."""
         return RunHandle(self, run_id, **kwargs)
 
     # -- internals --------------------------------------------------------------------
@@ -684,11 +457,11 @@ class Emitter:
                 exc_info=exc,
             )
 
-    def _emit(self, event: mapping._Event) -> None:
+    def _emit(self, event: EventFields) -> None:
         """Complete (in place: ids, time, source and sequence, previous state) and emit one event."""
         key = event.key()  # validates the scope; nothing below changes an id
         if event.state not in _STATE_NAMES:
-            mapping.state_name(event.state)  # raises
+            state_name(event.state)  # raises
         if "" in key or (len(key) == 5 and not event.attempt_id):  # the key holds every required id
             _refuse_missing_ids(event)
         if not event.event_id:
@@ -716,14 +489,14 @@ class Emitter:
         # labels): kept per live entity while its stage id stays the same.
         parts = live.parts if live is not None else None
         if parts is None or parts.stage_id != event.stage_id:
-            parts = self._shared_labels(mapping._entity_parts(event))
+            parts = self._shared_labels(entity_parts(event))
             if live is not None:
                 live.parts = parts
 
-        # The pure mapping's parts without its result dataclasses (mapping.log_record,
-        # span_event and metric_points wrap the same functions). The span event's attributes
-        # are the log record's transition attributes: built once.
-        transition = mapping._transition_attributes(event)
+        # The reference mapping on plain values (vfo_otel.otel's log_record, span_event and
+        # metric_points wrap the same functions). The span event's attributes are the log
+        # record's transition attributes: built once.
+        transition = transition_attributes(event)
         log_ctx = self._emit_log(event, key, live, transition, time_ns, parts)
         if not event.heartbeat:  # a heartbeat is no transition: log record only
             if key in self._ended:  # a late or repeated event of an exported span: never a second span
@@ -734,7 +507,7 @@ class Emitter:
             self._emit_metrics(event, parts)
         self.stats.events += 1
 
-    def _shared_labels(self, parts: mapping._EntityParts) -> mapping._EntityParts:
+    def _shared_labels(self, parts: EntityParts) -> EntityParts:
         """``parts`` with the metric base labels of every entity with the same ones (scope,
         pipeline id, stage id) as one dict, which keys the labels the cap admitted (_emit_metrics).
         At most ``cardinality_limit`` base label sets are shared; others go uncached."""
@@ -747,8 +520,8 @@ class Emitter:
             self._admitted[id(base)] = shared[1]  # base is kept alive by _label_bases: a stable id
         return parts._replace(metric_base=shared[0])
 
-    def _emit_metrics(self, event: mapping._Event, parts: mapping._EntityParts) -> None:
-        """Record the event's metric points (:func:`mapping._metric_parts`) through the
+    def _emit_metrics(self, event: EventFields, parts: EntityParts) -> None:
+        """Record the event's metric points (:func:`vfo_otel.otel.metric_parts`) through the
         cardinality cap.
 
         The labels the cap admitted are kept per shared base labels (_shared_labels), by metric
@@ -758,10 +531,10 @@ class Emitter:
         record = self._record
         if admitted is None:
             cap, stats = self._cap, self.stats
-            for name, value, point_labels in mapping._metric_updates(event, parts):
+            for name, value, point_labels in metric_updates(event, parts):
                 record[name](value, cap.labels(name, point_labels, stats))
             return
-        for name, value, key, label in mapping._metric_parts(event):
+        for name, value, key, label in metric_parts(event):
             labels = admitted.get((name, label))
             if labels is None:
                 labels = self._admit(admitted, name, key, label, parts)
@@ -773,7 +546,7 @@ class Emitter:
         name: str,
         label: str | None,
         value: str,
-        parts: mapping._EntityParts,
+        parts: EntityParts,
     ) -> Mapping[str, Any]:
         """The labels of one metric point as _metric_updates builds them, through the cap;
         kept in ``admitted`` unless they went to the overflow series."""
@@ -824,7 +597,7 @@ class Emitter:
                         continue
                     run_id, pipeline_id, asset_id, node_id, attempt = key
                     self._emit(
-                        mapping._Event(
+                        EventFields(
                             ev.SCOPE_NODE,
                             live.state,
                             run_id,
@@ -845,19 +618,19 @@ class Emitter:
 
     def _emit_log(
         self,
-        event: mapping._Event,
-        key: tuple[str, ...],
+        event: EventFields,
+        key: EntityKey,
         live: _Attempt | None,
-        transition: Mapping[str, mapping.AttrValue],
+        transition: Mapping[str, AttrValue],
         time_ns: int,
-        parts: mapping._EntityParts,
+        parts: EntityParts,
     ) -> Context:
-        """Emit the event's log record (= mapping.log_record); returns the context with its trace/span id."""
-        fields = mapping._log_record_fields(event, transition, parts)
+        """Emit the event's log record (= vfo_otel.otel.log_record); returns its trace/span context."""
+        fields = log_record_values(event, transition, parts)
         severity_number, severity_text, body, event_name, attrs = fields
         ctx = live.log_ctx if live is not None else None
         if ctx is None:  # once per live entity (the ids depend on the entity only)
-            trace_id, span_id = mapping.trace_id_for_run(event.run_id), mapping.span_id_for(key)
+            trace_id, span_id = trace_id_for_run(event.run_id), span_id_for(key)
             span_ctx = SpanContext(trace_id, span_id, is_remote=False, trace_flags=_SAMPLED)
             ctx = trace_api.set_span_in_context(NonRecordingSpan(span_ctx))
             if live is not None:
@@ -876,21 +649,21 @@ class Emitter:
         return ctx
 
     def _start_span(
-        self, event: mapping._Event, start_ns: int, key: tuple[str, ...], parts: mapping._EntityParts
+        self, event: EventFields, start_ns: int, key: EntityKey, parts: EntityParts
     ) -> trace_api.Span:
-        start = mapping._span_start(event, key, parts.attributes)  # = mapping.span_start(event)
+        start = span_start_values(event, key, parts.attributes)  # = vfo_otel.otel.span_start(event)
         name, trace_id, span_id, parent_span_id, attributes = start
         parent_ctx = None
         if parent_span_id is not None:
-            parent_key = mapping.parent_key(key)
-            parent_live = self._live.get(parent_key) if parent_key is not None else None
+            pkey = parent_key(key)
+            parent_live = self._live.get(pkey) if pkey is not None else None
             parent_ctx = parent_live.child_ctx if parent_live is not None else None
             if parent_ctx is None:  # once per live parent (its ids depend on the entity only)
                 parent = SpanContext(trace_id, parent_span_id, is_remote=True, trace_flags=_SAMPLED)
                 parent_ctx = trace_api.set_span_in_context(NonRecordingSpan(parent))
                 if parent_live is not None:
                     parent_live.child_ctx = parent_ctx
-        token = _NEXT_IDS.set((trace_id, span_id))
+        token = NEXT_IDS.set((trace_id, span_id))
         try:
             return self._tracer.start_span(
                 name,
@@ -900,17 +673,17 @@ class Emitter:
                 kind=trace_api.SpanKind.INTERNAL,
             )
         finally:
-            _NEXT_IDS.reset(token)
+            NEXT_IDS.reset(token)
 
     def _emit_span(
         self,
-        key: tuple[str, ...],
+        key: EntityKey,
         live: _Attempt | None,
-        event: mapping._Event,
-        transition: Mapping[str, mapping.AttrValue],
+        event: EventFields,
+        transition: Mapping[str, AttrValue],
         now_ns: int,
         log_ctx: Context,
-        parts: mapping._EntityParts,
+        parts: EntityParts,
     ) -> None:
         terminal = event.state in _TERMINAL
         if live is None or live.span is None:
@@ -923,7 +696,7 @@ class Emitter:
             self._live[key] = live
         span = live.span
         assert span is not None
-        span.add_event(_SPAN_EVENT_NAME, transition, timestamp=now_ns)  # = mapping.span_event
+        span.add_event(_SPAN_EVENT_NAME, transition, timestamp=now_ns)  # = vfo_otel.otel.span_event
         if event.stage_id and event.stage_id != live.stage_id:  # the stage changed: update the span
             span.set_attribute(_K_STAGE, event.stage_id)
             live.stage_id = event.stage_id
@@ -931,7 +704,7 @@ class Emitter:
         if event.scope == _SCOPE_NODE and event.state in _LIVE_NODE_STATES:
             self._ensure_heartbeat()
         if terminal:
-            ok, description, end_attributes = mapping._span_end(event)  # = mapping.span_end(event)
+            ok, description, end_attributes = span_end_values(event)  # = vfo_otel.otel.span_end(event)
             span.set_attributes(end_attributes)
             if not ok:  # success leaves the status UNSET, as OTel instrumentation guidance asks
                 span.set_status(Status(StatusCode.ERROR, description))
@@ -945,7 +718,7 @@ class Emitter:
 _ENDED_MEMORY = 100_000  # span keys remembered as ended, to refuse a second span of one entity
 _STATE_NAMES, _TERMINAL, _SPAN_EVENT_NAME = c.STATE_NAMES, c.TERMINAL_STATES, c.SPAN_EVENT_NAME
 _SCOPE_NODE, _LIVE_NODE_STATES = ev.SCOPE_NODE, (ev.STATE_RUNNING, ev.STATE_WAITING)
-# plain str keys, not Key members (see mapping._K_SCOPE)
+# plain str keys, not Key members (see vfo_otel.otel._forward._K_SCOPE)
 _K_STAGE, _OVERFLOW_LABEL = Key.STAGE_ID.value, c.OVERFLOW_LABEL.value
 
 

@@ -16,7 +16,7 @@ with a.node(...) as n: ...`` emits the canonical transitions of each entity:
 
 Durations come from the monotonic clock of the process that saw both ends.
 Text (ids, command lines, error details, attributes) goes through
-:func:`vfo_otel.mapping.clean_text`: a lone surrogate becomes U+FFFD instead of making the
+:func:`vfo_otel.contract.clean_text`: a lone surrogate becomes U+FFFD instead of making the
 event impossible to encode.
 Exceptions from the runner's own code propagate unchanged; the emitter never raises.
 Handles are not thread-safe individually: use one handle per thread.
@@ -32,16 +32,15 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from vfo_otel._gen.vfo.events.v1 import events_pb2 as ev
-from vfo_otel.mapping import _Event, clean_text
-
-if TYPE_CHECKING:
-    from vfo_otel.emitter import Emitter
+from vfo_otel.contract import clean_text
+from vfo_otel.otel import EventFields
 
 __all__ = [
     "AssetHandle",
+    "EventSink",
     "NodeHandle",
     "NodeSpec",
     "PipelineHandle",
@@ -49,6 +48,18 @@ __all__ = [
     "asset_ref",
     "error_class_of",
 ]
+
+
+class EventSink(Protocol):
+    """What a handle needs of its emitter (:class:`vfo_otel.Emitter` is one): the handles are
+    built by the emitter and hand it each event's plain values; the emitter imports this module,
+    never the reverse."""
+
+    def _emit_owned(self, event: EventFields) -> None:
+        """Complete and emit an event built for this call alone; never raises."""
+
+    def _failed(self, exc: BaseException) -> None:
+        """Count (and log once per kind) a failure of the emit path."""
 
 
 @dataclass(frozen=True)
@@ -151,7 +162,7 @@ def _shell_join(argv: Sequence[str]) -> str:
     return shlex.join(argv)
 
 
-#: A command as an event carries it: (command line, argv, action); see mapping._Event.
+#: A command as an event carries it: (command line, argv, action); see vfo_otel.otel.EventFields.
 _Command = tuple[str, tuple[str, ...], str]
 
 
@@ -197,7 +208,7 @@ class _Entity:
 
     def __init__(
         self,
-        emitter: Emitter,
+        emitter: EventSink,
         ids: dict[str, Any],
         *,
         command: _Command | None = None,
@@ -223,7 +234,7 @@ class _Entity:
 
     def event(self, state: int, **fields: Any) -> ev.RunEvent:
         """Build (not emit) an event of this entity in ``state`` with extra RunEvent fields."""
-        msg = _Event(
+        msg = EventFields(
             self.scope, state, command=self._command, attributes=self._attributes, **self._ids
         ).message()
         for name, value in fields.items():
@@ -238,7 +249,7 @@ class _Entity:
 
     def _emit(self, state: int, **fields: Any) -> None:
         """Emit an event of this entity in ``state``; ``fields``: more of its plain fields
-        (:class:`vfo_otel.mapping._Event` names and forms). No RunEvent is built (unless
+        (:class:`vfo_otel.otel.EventFields` names and forms). No RunEvent is built (unless
         ``emit`` is overridden: see ``Emitter._emit_owned``)."""
         self.state = state
         try:
@@ -246,7 +257,7 @@ class _Entity:
                 raise self._invalid.with_traceback(None)
             if fields.get("exit_code") is not None:  # set by the runner: an int32, as the field checks
                 fields["exit_code"] = _checked_exit_code(fields["exit_code"])
-            event = _Event(
+            event = EventFields(
                 self.scope, state, command=self._command, attributes=self._attributes, **self._ids, **fields
             )
         except Exception as exc:  # a handle never raises into the runner either
@@ -306,7 +317,7 @@ class RunHandle(_Entity):
 
     def __init__(
         self,
-        emitter: Emitter,
+        emitter: EventSink,
         run_id: str,
         *,
         command: str | Sequence[str] | None = None,
@@ -336,7 +347,7 @@ class PipelineHandle(_Entity):
     scope = ev.SCOPE_PIPELINE
 
     def __init__(
-        self, emitter: Emitter, run_id: str, pipeline_id: str, workflow: Mapping[str, NodeSpec] | None
+        self, emitter: EventSink, run_id: str, pipeline_id: str, workflow: Mapping[str, NodeSpec] | None
     ) -> None:
         super().__init__(emitter, {"run_id": run_id, "pipeline_id": pipeline_id})
         self.run_id, self.pipeline_id = run_id, pipeline_id
@@ -367,7 +378,7 @@ class AssetHandle(_Entity):
     scope = ev.SCOPE_ASSET
 
     def __init__(
-        self, emitter: Emitter, pipeline: PipelineHandle, asset_id: str, inputs: Sequence[ev.AssetRef]
+        self, emitter: EventSink, pipeline: PipelineHandle, asset_id: str, inputs: Sequence[ev.AssetRef]
     ) -> None:
         super().__init__(
             emitter, {"asset_id": asset_id}, parent_ids=pipeline._ids, parent_invalid=pipeline._invalid
@@ -399,7 +410,7 @@ class AssetHandle(_Entity):
             self._emitter._failed(error)
             return
         ids = self._ids
-        event = _Event(
+        event = EventFields(
             ev.SCOPE_NODE,
             state,
             ids["run_id"],

@@ -1,7 +1,7 @@
 """The gRPC side of the receiver: OTLP TraceService/LogsService/MetricsService, SnapshotService, health.
 
-Thin adapters over :class:`vfo_otel.service.Receiver`; errors are mapped once, here,
-with the table in :mod:`vfo_otel.errors`. OTLP behaviour follows the OTLP specification:
+Thin adapters over :class:`vfo_otel.receiver.Receiver`; errors are mapped once, here,
+with the table in :mod:`vfo_otel.receiver._errors`. OTLP behaviour follows the OTLP specification:
 
 * malformed vfo records are rejected through ``partial_success`` (count + message) and
   the rest of the batch is kept; LogsService and TraceService take the raw request bytes
@@ -35,12 +35,12 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from vfo_otel._gen.vfo.dashboard.v1 import dashboard_pb2 as db
 from vfo_otel._gen.vfo.dashboard.v1 import dashboard_pb2_grpc as db_grpc
-from vfo_otel.errors import Invalid, Overloaded, ReceiverError, Unauthenticated, grpc_code
-from vfo_otel.fold import Selection
-from vfo_otel.ingest import Decoded, RequestError, parse_logs, parse_traces
-from vfo_otel.limits import Limits
-from vfo_otel.service import Receiver, make_selection
-from vfo_otel.store import StoreError
+from vfo_otel.contract import Limits
+from vfo_otel.receiver._decode import Decoded, RequestError, parse_logs, parse_traces
+from vfo_otel.receiver._errors import Invalid, Overloaded, ReceiverError, Unauthenticated, grpc_code
+from vfo_otel.receiver._selection import Selection
+from vfo_otel.receiver._service import Receiver, make_selection
+from vfo_otel.receiver._sqlite import StoreError
 
 __all__ = ["create_server"]
 
@@ -92,7 +92,7 @@ class _Otlp:
                 raise Invalid(f"malformed OTLP request: {exc}") from exc
             self.receiver.stats.rejected += decoded.rejected
             self.receiver.stats.ignored += decoded.ignored
-            await self.receiver.ingest(decoded.events, signal)
+            await self.receiver.ingest(decoded.records, signal)
             return decoded
         except ReceiverError as exc:
             await _abort(context, exc)
@@ -108,7 +108,7 @@ class _RawOtlp:
     Registered under the standard service and method names (stock exporters talk to them
     unchanged) with no request deserializer, so a request that protobuf refuses as a whole
     (invalid UTF-8 in one record) is split and only its bad records are rejected
-    (:func:`vfo_otel.ingest.parse_logs`).
+    (:func:`vfo_otel.receiver.parse_logs`).
     """
 
     LOGS = "opentelemetry.proto.collector.logs.v1.LogsService"

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import IO
 
 from vfo_otel._gen.vfo.events.v1 import events_pb2 as ev
+from vfo_otel.receiver._record import EventRecord
 
 __all__ = ["SCHEMA_VERSION", "EventStore", "StoreError"]
 
@@ -166,39 +167,33 @@ class EventStore:
         max_vars = self._db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
         self._rows_per_insert = min(_ROWS_PER_INSERT, max_vars // 4)
 
-    def append(self, events: Sequence[ev.RunEvent]) -> list[ev.RunEvent]:
+    def append(self, records: Sequence[EventRecord]) -> list[EventRecord]:
         """Store the events not stored before, in one committed transaction.
 
-        ``events`` may be the decoder's :class:`vfo_otel.ingest.Events`: then the event ids, run
-        ids and times are taken from its ``facts`` instead of being read from the messages.
+        Args:
+            records: the events as the decoder hands them over (``record.event`` is stored,
+                keyed by ``(record.run_id, record.event_id)``, with ``record.time_ns``).
 
         Returns:
-            The events that were new (duplicates by ``(run_id, event_id)``, in the store or
+            The records that were new (duplicates by ``(run_id, event_id)``, in the store or
             within the batch, are dropped), in input order. They are durable when this returns.
 
         Raises:
             StoreError: the write failed; nothing of the batch is stored.
         """
-        if not events:
+        if not records:
             return []
         with self._lock:
-            # (run id, event id) -> (time ns, event)
-            batch: dict[tuple[str, str], tuple[int, ev.RunEvent]] = {}
-            facts = getattr(events, "facts", None)
-            if facts is not None and len(facts) == len(events):
-                for f, e in zip(facts, events, strict=True):
-                    batch.setdefault((f[1], f[0]), (f[10], e))
-            else:
-                for e in events:
-                    ts = e.time
-                    batch.setdefault((e.run_id, e.event_id), (ts.seconds * 1_000_000_000 + ts.nanos, e))
+            batch: dict[tuple[str, str], EventRecord] = {}
+            for r in records:
+                batch.setdefault((r.run_id, r.event_id), r)
             try:
                 return self._insert(batch)
             except sqlite3.Error as exc:
                 self._rollback()
                 raise StoreError(f"cannot write to event store {self.path}: {exc}") from exc
 
-    def _insert(self, batch: dict[tuple[str, str], tuple[int, ev.RunEvent]]) -> list[ev.RunEvent]:
+    def _insert(self, batch: dict[tuple[str, str], EventRecord]) -> list[EventRecord]:
         """Insert the batch, skipping keys stored before; returns the new events (under the lock).
 
         One multi-row INSERT per ``_ROWS_PER_INSERT`` events (a 512-record export: one). SQLite
@@ -208,8 +203,8 @@ class EventStore:
         (after the highest ``seq`` before it), so stored duplicates move nothing; one transaction.
         """
         params: list[object] = []
-        for (run_id, event_id), (time_ns, e) in batch.items():
-            params += (event_id, run_id, time_ns, e.SerializeToString())
+        for (run_id, event_id), r in batch.items():
+            params += (event_id, run_id, r.time_ns, r.event.SerializeToString())
         db = self._db
         step = 4 * self._rows_per_insert
         db.execute("BEGIN")
@@ -222,7 +217,7 @@ class EventStore:
             db.execute(_UPSERT_RUNS, (before or 0,))
         db.execute("COMMIT")
         if inserted == len(batch):
-            return [e for _, e in batch.values()]
+            return list(batch.values())
         # Some keys were stored before. Sequence numbers only grow, so the new rows are the
         # `inserted` highest seqs among the batch's keys.
         keys = list(batch)
@@ -235,7 +230,7 @@ class EventStore:
             seqs.extend(db.execute(query, flat))
         seqs.sort(reverse=True)
         new_keys = {(run_id, event_id) for _, run_id, event_id in seqs[:inserted]}
-        return [e for key, (_, e) in batch.items() if key in new_keys]
+        return [r for key, r in batch.items() if key in new_keys]
 
     def _migrate_1_to_2(self) -> None:
         """Rebuild a schema 1 events table as schema 2 (one transaction; logs what it does)."""

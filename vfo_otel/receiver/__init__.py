@@ -1,0 +1,119 @@
+"""The receiver: OTLP in, events stored, folded into a versioned dashboard snapshot, served live.
+
+Core (pure, sans-I/O): the OTLP decoder (:func:`parse_logs`, :func:`parse_traces`; its
+one-pass fast path proven equal to :mod:`vfo_otel.otel`) produces :class:`EventRecord`, the
+one hand-off type; the store (:class:`EventStore`, SQLite) writes records; the fold
+(:class:`Fold`, :class:`RunFold`) applies them and builds ``vfo.dashboard.v1.DashboardSnapshot``
+messages for a :class:`Selection`.
+
+Service and edges: :class:`Receiver` (store + fold + snapshot cache + watchers + liveness +
+retention, on one event loop), the thin gRPC (:func:`create_server`) and HTTP
+(:func:`start_http`) adapters, :class:`ReceiverThread` (both servers in a background
+thread), :class:`ReceiverConfig` and the errors, mapped once to gRPC codes and HTTP statuses.
+"""
+
+from vfo_otel.receiver._config import (
+    DEFAULT_GRPC_ADDRESS,
+    DEFAULT_HTTP_ADDRESS,
+    ReceiverConfig,
+    split_address,
+)
+from vfo_otel.receiver._decode import (
+    Decoded,
+    RequestError,
+    decode_logs,
+    decode_traces,
+    parse_logs,
+    parse_traces,
+)
+from vfo_otel.receiver._errors import (
+    Invalid,
+    NotFound,
+    Overloaded,
+    ReceiverError,
+    Unauthenticated,
+    grpc_code,
+    http_status,
+)
+from vfo_otel.receiver._fastdecode import log_record_event, span_events
+from vfo_otel.receiver._fold import (
+    SCHEMA_VERSION,
+    ActiveAttempt,
+    AttemptKey,
+    Fold,
+    RunFold,
+    derive_state,
+    snapshot_of,
+)
+from vfo_otel.receiver._grpc import create_server
+from vfo_otel.receiver._http import create_http_app, start_http
+from vfo_otel.receiver._record import EventRecord, record_of
+from vfo_otel.receiver._selection import (
+    DEFAULT_ASSET_PAGE_SIZE,
+    MAX_ASSET_PAGE_SIZE,
+    Selection,
+    asset_page_token,
+    parse_asset_page_token,
+)
+from vfo_otel.receiver._server import GC_THRESHOLD, ReceiverServer, ReceiverThread, TlsFiles, tune_gc
+from vfo_otel.receiver._service import (
+    HEARTBEAT_LOST,
+    LIVENESS_SOURCE_ID,
+    Receiver,
+    ReceiverStats,
+    heartbeat_lost_event,
+    make_selection,
+)
+from vfo_otel.receiver._sqlite import EventStore, StoreError
+
+__all__ = [
+    "DEFAULT_ASSET_PAGE_SIZE",
+    "DEFAULT_GRPC_ADDRESS",
+    "DEFAULT_HTTP_ADDRESS",
+    "GC_THRESHOLD",
+    "HEARTBEAT_LOST",
+    "LIVENESS_SOURCE_ID",
+    "MAX_ASSET_PAGE_SIZE",
+    "SCHEMA_VERSION",
+    "ActiveAttempt",
+    "AttemptKey",
+    "Decoded",
+    "EventRecord",
+    "EventStore",
+    "Fold",
+    "Invalid",
+    "NotFound",
+    "Overloaded",
+    "Receiver",
+    "ReceiverConfig",
+    "ReceiverError",
+    "ReceiverServer",
+    "ReceiverStats",
+    "ReceiverThread",
+    "RequestError",
+    "RunFold",
+    "Selection",
+    "StoreError",
+    "TlsFiles",
+    "Unauthenticated",
+    "asset_page_token",
+    "create_http_app",
+    "create_server",
+    "decode_logs",
+    "decode_traces",
+    "derive_state",
+    "grpc_code",
+    "heartbeat_lost_event",
+    "http_status",
+    "log_record_event",
+    "make_selection",
+    "parse_asset_page_token",
+    "parse_logs",
+    "parse_traces",
+    "record_of",
+    "snapshot_of",
+    "span_events",
+    "split_address",
+    "start_http",
+    "tune_gc",
+]
