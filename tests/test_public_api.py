@@ -56,6 +56,7 @@ def test_public_name_is_importable_and_documented(name: str) -> None:
 # Each public subpackage's surface, pinned: a name added or removed is a decision, made here.
 SUBPACKAGE_SURFACES = {
     "vfo_otel.contract": {
+        "ABANDONED", "CANCELLED", "CHILD_FAILED", "HEARTBEAT_LOST", "RUN_ID_REUSED", "child_failed_error",
         "ACTIVE_STATES", "AssetRef", "Command", "EntityKey", "Error", "Limits", "Origin", "RunEvent",
         "RunEventBatch", "SCOPE_BY_NAME", "SCOPE_NAMES", "STATES", "STATE_BY_NAME", "STATE_NAMES",
         "Scope", "State", "TERMINAL_STATES", "check_event", "clean_text", "entity_key", "parent_key",
@@ -79,7 +80,8 @@ SUBPACKAGE_SURFACES = {
         "DEFAULT_HTTP_ADDRESS", "Decoded", "EventRecord", "EventStore", "Fold", "GC_THRESHOLD",
         "HEARTBEAT_LOST", "Invalid", "LIVENESS_SOURCE_ID", "MAX_ASSET_PAGE_SIZE", "NotFound", "Overloaded",
         "Receiver", "ReceiverConfig", "ReceiverError", "ReceiverServer", "ReceiverStats", "ReceiverThread",
-        "RequestError", "RunFold", "SCHEMA_VERSION", "Selection", "StoreError", "TlsFiles",
+        "RequestError", "RunFold", "SilentEntity", "resolve_state", "silent_entity_event",
+        "SCHEMA_VERSION", "Selection", "StoreError", "TlsFiles",
         "Unauthenticated", "asset_page_token", "create_http_app", "create_server", "decode_logs",
         "decode_traces", "derive_state", "grpc_code", "heartbeat_lost_event", "http_status",
         "log_record_event", "make_selection", "parse_asset_page_token", "parse_logs", "parse_traces",

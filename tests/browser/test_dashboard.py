@@ -359,17 +359,19 @@ def test_reconnects_after_receiver_restart(page: Page, tmp_path: Path) -> None:
     base = f"http://127.0.0.1:{http_port}"
     run_id = f"restart-{uuid.uuid4().hex[:6]}"
     second: ReceiverThread | None = None
+    emitter: Emitter | None = None
+    late: Emitter | None = None
     try:
         emitter = Emitter(endpoint=f"http://127.0.0.1:{first.grpc_port}", service_name="browser-test",
-                          export_metrics_otlp=False)
-        # Handles entered but never left: the run stays open across the restart.
+                          export_metrics_otlp=False, export_timeout_s=1)
+        # Handles entered but never left, and the emitter not shut down (shutdown would end them
+        # Abandoned): the run stays open across the restart.
         run = emitter.run(run_id).__enter__()
         pipe = run.pipeline("p", {"a": NodeSpec("analyze"), "b": NodeSpec("encode", ("a",))}).__enter__()
         asset = pipe.asset("x").__enter__()
         with asset.node("a"):
             pass
         assert emitter.force_flush(10_000)
-        emitter.shutdown()
         before = _snapshot(base, run_id)
 
         watch_requests: list[Request] = []
@@ -389,10 +391,9 @@ def test_reconnects_after_receiver_restart(page: Page, tmp_path: Path) -> None:
 
         # A new event reaches the new receiver; the page shows it without reloading.
         late = Emitter(endpoint=f"http://127.0.0.1:{second.grpc_port}", service_name="browser-test",
-                       export_metrics_otlp=False)
+                       export_metrics_otlp=False, export_timeout_s=1)
         late.emit(asset.node("b").event(State.STATE_RUNNING, upstream_node_ids=["a"]))
         assert late.force_flush(10_000)
-        late.shutdown()
         after = _snapshot(base, run_id)
         assert int(after["revision"]) > int(before["revision"])
         expect(page.get_by_test_id("revision")).to_have_text(after["revision"])
@@ -404,6 +405,9 @@ def test_reconnects_after_receiver_restart(page: Page, tmp_path: Path) -> None:
         assert before["revision"] in resumed, f"no reconnect resumed after {before['revision']}: {resumed}"
         _shot(page, "restart-resumed-1280x800")
     finally:
+        for open_emitter in (emitter, late):  # their runs stayed open; now they end Abandoned
+            if open_emitter is not None:
+                open_emitter.shutdown(timeout_millis=2_000)
         first.stop()
         if second is not None:
             second.stop()

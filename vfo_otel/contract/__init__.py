@@ -23,6 +23,14 @@ from vfo_otel._gen.vfo.events.v1.events_pb2 import (
     Scope,
     State,
 )
+from vfo_otel.contract._failures import (
+    ABANDONED,
+    CANCELLED,
+    CHILD_FAILED,
+    HEARTBEAT_LOST,
+    RUN_ID_REUSED,
+    child_failed_error,
+)
 from vfo_otel.contract._ids import EntityKey, entity_key, parent_key, span_id_for, trace_id_for_run
 from vfo_otel.contract._limits import Limits, check_event
 from vfo_otel.contract._states import (
@@ -41,7 +49,12 @@ from vfo_otel.contract._states import (
 from vfo_otel.contract._text import clean_text
 
 __all__ = [
+    "ABANDONED",
     "ACTIVE_STATES",
+    "CANCELLED",
+    "CHILD_FAILED",
+    "HEARTBEAT_LOST",
+    "RUN_ID_REUSED",
     "SCOPE_BY_NAME",
     "SCOPE_NAMES",
     "STATES",
@@ -59,6 +72,7 @@ __all__ = [
     "Scope",
     "State",
     "check_event",
+    "child_failed_error",
     "clean_text",
     "entity_key",
     "parent_key",

@@ -40,7 +40,16 @@ from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.trace import NonRecordingSpan, SpanContext, Status, StatusCode, TraceFlags
 
 from vfo_otel._gen.vfo.events.v1 import events_pb2 as ev
-from vfo_otel.contract import EntityKey, parent_key, scope_name, span_id_for, state_name, trace_id_for_run
+from vfo_otel.contract import (
+    ABANDONED,
+    EntityKey,
+    child_failed_error,
+    parent_key,
+    scope_name,
+    span_id_for,
+    state_name,
+    trace_id_for_run,
+)
 from vfo_otel.contract import conventions as c
 from vfo_otel.contract.conventions import Key
 from vfo_otel.emitter._runner import RunHandle
@@ -142,6 +151,9 @@ class _Attempt:
     parts: EntityParts | None = None
     #: The context its children's spans start in (this entity's span as their remote parent; built once).
     child_ctx: Context | None = None
+    #: The command and exit code of its latest event that had them (the span's end attributes).
+    command: tuple[str, Sequence[str], str] | None = None
+    exit_code: int | None = None
 
 
 class Emitter:
@@ -227,6 +239,14 @@ class Emitter:
         self._sequence = 0
         self._random, self._random_pos = "", 0  # event ids to hand out, as hex (_new_event_id)
         self._live: dict[EntityKey, _Attempt] = {}
+        #: live descendants (spans started, not ended) of each entity key, any depth
+        self._below: dict[EntityKey, int] = {}
+        #: terminal events that wait for the entity's live descendants to end
+        self._pending: dict[EntityKey, EventFields] = {}
+        #: for each live or waiting entity: how its ended descendants ended, by descendant key
+        #: (node attempts by node, the latest attempt winning) -> (attempt, state)
+        self._outcomes: dict[EntityKey, dict[EntityKey, tuple[int, int]]] = {}
+        self._warned: set[str] = set()
         self._closed = False
         self._in_child = False
         self._rebuild = False
@@ -416,12 +436,47 @@ class Emitter:
                 return
             self._closed = True
         self._stopping.set()
+        self.end_abandoned()
         self.force_flush(timeout_millis)
         for provider in self._owned:
             try:
                 provider.shutdown()
             except Exception as exc:
                 self._failed(exc)
+
+    def end_abandoned(self) -> int:
+        """End every entity this emitter started and never ended: ``failed`` with error class
+        ``Abandoned`` (node attempts first, then assets, pipelines, runs), and emit the terminal
+        events that were waiting for them. Run by :meth:`shutdown` (so Tempo gets a root span
+        for every run); returns how many entities were ended. Never raises."""
+        ended = 0
+        try:
+            with self._lock:
+                for key in sorted(self._live, key=len, reverse=True):
+                    live = self._live.get(key)
+                    if live is None or key in self._pending:
+                        continue
+                    run_id, pipeline_id, asset_id, node_id = (*key[:4], "", "", "")[:4]
+                    self._emit(
+                        EventFields(
+                            _SCOPE_OF_KEY[len(key)],
+                            ev.STATE_FAILED,
+                            run_id,
+                            pipeline_id,
+                            asset_id,
+                            node_id,
+                            live.stage_id,
+                            int(key[4]) if len(key) == 5 else 0,
+                            error=(ABANDONED, "the emitter shut down before this entity ended"),
+                        )
+                    )
+                    ended += 1
+                for key in list(self._pending):  # waiting for descendants that are gone
+                    self._emit(self._pending.pop(key))
+                self.stats.abandoned += ended
+        except Exception as exc:
+            self._failed(exc)
+        return ended
 
     def run(self, run_id: str, **kwargs: Any) -> RunHandle:
         """Context manager for a run; see :class:`vfo_otel.emitter.RunHandle`."""
@@ -444,12 +499,11 @@ class Emitter:
         self.stats._forget_pending()
         self._in_child = True
         self._rebuild = bool(self._owned)
-        self._live = {}
+        self._live, self._below, self._pending, self._outcomes = {}, {}, {}, {}
 
     def _failed(self, exc: BaseException) -> None:
         kind = type(exc).__name__
-        count = self.stats.failures.get(kind, 0)
-        self.stats.failures[kind] = count + 1
+        count = self.stats._count_failure(kind)
         if count == 0:
             _log.warning(
                 "vfo_otel emitter failure (%s), counted in Emitter.stats; further ones not logged",
@@ -482,7 +536,20 @@ class Emitter:
             _check_otlp_range(time_ns, event)  # raises
         if len(event.attributes) > MAX_EXTRA_ATTRIBUTES:
             _cap_extra_attributes(event)
+        terminal = event.state in _TERMINAL and not event.heartbeat
+        if terminal and key in self._below:
+            # A parent never ends before its children: its terminal event waits until the last
+            # live descendant in this emitter has ended (then it is emitted, at that time).
+            self._pending[key] = event
+            self.stats.deferred += 1
+            return
         live = self._live.get(key)
+        if terminal:
+            outcomes = self._outcomes.pop(key, None)
+            if outcomes:
+                _settle_children(event, key, outcomes)
+        elif len(key) == 1 and key in self._ended and event.state in _STARTS:
+            self._run_id_reused(event.run_id)
         if live is not None and not event.previous_state and live.state != event.state:
             event.previous_state = live.state
         # What the entity's events map to alike (entity attributes, body prefix, metric base
@@ -506,6 +573,49 @@ class Emitter:
         if not event.heartbeat:  # a heartbeat is no transition: no metric points
             self._emit_metrics(event, parts)
         self.stats.events += 1
+
+    def _ended_entity(self, key: EntityKey, event: EventFields, counted: bool) -> None:
+        """After ``key``'s terminal event: tell its ancestors (their children's states and, when
+        ``key`` was counted as a live descendant, the counts) and emit the terminal events that
+        waited for it (nearest first)."""
+        parent = parent_key(key)
+        outcome_key, attempt = (key[:4], event.attempt_id) if len(key) == 5 else (key, 0)
+        ancestors = []
+        a = parent
+        while a is not None:
+            ancestors.append(a)
+            if a in self._live or a in self._pending:  # it will want to know how its children ended
+                outcomes = self._outcomes.setdefault(a, {})
+                old = outcomes.get(outcome_key)
+                if old is None or attempt >= old[0]:
+                    outcomes[outcome_key] = (attempt, event.state)
+            a = parent_key(a)
+        for a in ancestors if counted else ():
+            n = self._below.get(a, 0) - 1
+            if n > 0:
+                self._below[a] = n
+            else:
+                self._below.pop(a, None)
+        for a in ancestors:
+            if a in self._pending and a not in self._below:
+                waiting = self._pending.pop(a)
+                now_ns = time.time_ns()
+                if waiting.time_ns is not None and now_ns > waiting.time_ns:  # it ends now, not before
+                    if waiting.duration_ns is not None:
+                        waiting.duration_ns += now_ns - waiting.time_ns
+                    waiting.time_ns = now_ns
+                self._emit(waiting)
+
+    def _run_id_reused(self, run_id: str) -> None:
+        """A run this emitter ended starts again: two executions under one run id (counted, warned once)."""
+        self.stats.run_ids_reused += 1
+        if "run_id_reused" not in self._warned:
+            self._warned.add("run_id_reused")
+            _log.warning(
+                "run id %r is used again after its run ended: run ids must be unique per execution "
+                "(the receiver flags the run as a conflict); counted in Emitter.stats.run_ids_reused",
+                run_id,
+            )
 
     def _shared_labels(self, parts: EntityParts) -> EntityParts:
         """``parts`` with the metric base labels of every entity with the same ones (scope,
@@ -686,6 +796,7 @@ class Emitter:
         parts: EntityParts,
     ) -> None:
         terminal = event.state in _TERMINAL
+        counted = live is not None and live.span is not None  # a live descendant of its ancestors
         if live is None or live.span is None:
             start_ns = now_ns
             if terminal and event.duration_ns is not None:  # start seen elsewhere: its real start time
@@ -694,6 +805,11 @@ class Emitter:
             started = self._start_span(event, start_ns, key, parts)
             live = _Attempt(started, event.state, start_ns, event.stage_id, log_ctx, parts)
             self._live[key] = live
+            if not terminal:  # its ancestors now wait for it
+                a = parent_key(key)
+                while a is not None:
+                    self._below[a] = self._below.get(a, 0) + 1
+                    a = parent_key(a)
         span = live.span
         assert span is not None
         span.add_event(_SPAN_EVENT_NAME, transition, timestamp=now_ns)  # = vfo_otel.otel.span_event
@@ -701,10 +817,15 @@ class Emitter:
             span.set_attribute(_K_STAGE, event.stage_id)
             live.stage_id = event.stage_id
         live.state = event.state
+        if event.command is not None:
+            live.command = event.command
+        if event.exit_code is not None:
+            live.exit_code = event.exit_code
         if event.scope == _SCOPE_NODE and event.state in _LIVE_NODE_STATES:
             self._ensure_heartbeat()
         if terminal:
-            ok, description, end_attributes = span_end_values(event)  # = vfo_otel.otel.span_end(event)
+            # = vfo_otel.otel.span_end(event), with the command and exit code of earlier events
+            ok, description, end_attributes = span_end_values(event, live.command, live.exit_code)
             span.set_attributes(end_attributes)
             if not ok:  # success leaves the status UNSET, as OTel instrumentation guidance asks
                 span.set_status(Status(StatusCode.ERROR, description))
@@ -713,9 +834,28 @@ class Emitter:
             self._ended[key] = None
             if len(self._ended) > _ENDED_MEMORY:
                 self._ended.popitem(last=False)
+            self._ended_entity(key, event, counted)
 
 
 _ENDED_MEMORY = 100_000  # span keys remembered as ended, to refuse a second span of one entity
+_STARTS = (ev.STATE_QUEUED, ev.STATE_RUNNING)
+_SCOPE_OF_KEY = {1: ev.SCOPE_RUN, 2: ev.SCOPE_PIPELINE, 3: ev.SCOPE_ASSET, 5: ev.SCOPE_NODE}
+
+
+def _settle_children(
+    event: EventFields, key: EntityKey, outcomes: dict[EntityKey, tuple[int, int]]
+) -> None:
+    """A ``complete`` parent some of whose descendants (node attempts: the latest) ended
+    ``failed`` ends ``failed``, with the child-failed error class of its scope naming its failed
+    children (docs/fold.md, rule 4): the same rule the receiver's fold applies, so Tempo's root
+    span and the dashboard agree."""
+    if event.state != ev.STATE_COMPLETE:
+        return
+    depth = len(key)  # the child of `key` on the path to a descendant is its id at this position
+    failed = sorted({k[depth] for k, (_, state) in outcomes.items() if state == ev.STATE_FAILED})
+    if failed:
+        event.state = ev.STATE_FAILED
+        event.error = child_failed_error(event.scope, failed)
 _STATE_NAMES, _TERMINAL, _SPAN_EVENT_NAME = c.STATE_NAMES, c.TERMINAL_STATES, c.SPAN_EVENT_NAME
 _SCOPE_NODE, _LIVE_NODE_STATES = ev.SCOPE_NODE, (ev.STATE_RUNNING, ev.STATE_WAITING)
 # plain str keys, not Key members (see vfo_otel.otel._forward._K_SCOPE)

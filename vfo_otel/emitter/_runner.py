@@ -35,7 +35,7 @@ from types import TracebackType
 from typing import Any, Protocol
 
 from vfo_otel._gen.vfo.events.v1 import events_pb2 as ev
-from vfo_otel.contract import clean_text
+from vfo_otel.contract import CANCELLED, child_failed_error, clean_text
 from vfo_otel.otel import EventFields
 
 __all__ = [
@@ -77,7 +77,7 @@ def error_class_of(exc: BaseException) -> str:
     semantic conventions suggest for ``error.type``.
     """
     if isinstance(exc, KeyboardInterrupt | SystemExit):
-        return "Cancelled"
+        return CANCELLED
     cls = type(exc)
     return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
 
@@ -338,7 +338,7 @@ class RunHandle(_Entity):
 
     def _child_failed(self) -> tuple[str, str] | None:
         failed = [p.pipeline_id for p in self._pipelines if p.state == ev.STATE_FAILED]
-        return ("PipelineFailed", f"failed pipelines: {', '.join(failed)}") if failed else None
+        return child_failed_error(self.scope, failed) if failed else None
 
 
 class PipelineHandle(_Entity):
@@ -366,10 +366,7 @@ class PipelineHandle(_Entity):
 
     def _child_failed(self) -> tuple[str, str] | None:
         failed = [a.asset_id for a in self._assets if a.state == ev.STATE_FAILED]
-        if not failed:
-            return None
-        shown = ", ".join(failed[:10]) + (" ..." if len(failed) > 10 else "")
-        return ("AssetFailed", f"{len(failed)} failed assets: {shown}")
+        return child_failed_error(self.scope, failed) if failed else None
 
 
 class AssetHandle(_Entity):
@@ -481,7 +478,7 @@ class AssetHandle(_Entity):
 
     def _child_failed(self) -> tuple[str, str] | None:
         failed = sorted(n for n, h in self._latest.items() if h.state == ev.STATE_FAILED)
-        return ("NodeFailed", f"failed nodes: {', '.join(failed)}") if failed else None
+        return child_failed_error(self.scope, failed) if failed else None
 
 
 class NodeHandle(_Entity):

@@ -121,6 +121,12 @@ class EmitterStats:
         overflowed: metric data points folded into the overflow series, by metric name.
         heartbeats: heartbeats sent for running or waiting node attempts.
         late_events: events for an entity whose span had already ended (logged, no new span).
+        deferred: terminal events of runs, pipelines or assets held back until their live
+            descendants in this emitter ended (a parent never ends before its children).
+        abandoned: entities this emitter started and never ended, ended ``failed``/``Abandoned``
+            by :meth:`Emitter.shutdown`.
+        run_ids_reused: run-scope starts of a run id whose run this emitter had ended (two
+            executions under one run id; warned once).
         exported: records (``logs``: log records, ``spans``: spans) in exports the receiver or
             collector acknowledged; only for the exporters the emitter built itself.
         dropped: records in exports that failed for good (receiver down past the exporter's
@@ -142,6 +148,9 @@ class EmitterStats:
 
     events: int = 0
     failures: dict[str, int] = field(default_factory=dict)
+    deferred: int = 0
+    abandoned: int = 0
+    run_ids_reused: int = 0
     overflowed: dict[str, int] = field(default_factory=dict)
     heartbeats: int = 0
     late_events: int = 0
@@ -149,6 +158,13 @@ class EmitterStats:
     dropped: dict[str, int] = field(default_factory=dict)
     enqueued: dict[str, int] = field(default_factory=dict)
     queue_dropped: dict[str, int] = field(default_factory=dict)
+
+    def _count_failure(self, kind: str) -> int:
+        """Count one failure of this kind (from any thread); returns the count before it."""
+        with _STATS_LOCK:
+            count = self.failures.get(kind, 0)
+            self.failures[kind] = count + 1
+            return count
 
     def _count_export(self, signal: str, n: int, ok: bool) -> None:
         with _STATS_LOCK:
@@ -234,7 +250,8 @@ class CountingSpanExporter(SpanExporter):
     def export(self, spans: Sequence[Any]) -> SpanExportResult:
         try:
             result = self._inner.export(spans)
-        except Exception:  # an exporter bug must not kill the processor thread
+        except Exception as exc:  # an exporter bug must not kill the processor thread
+            _log_export_error("spans", exc, self._stats)
             result = SpanExportResult.FAILURE
         self._stats._count_export("spans", len(spans), result == SpanExportResult.SUCCESS)
         return result
@@ -255,7 +272,8 @@ class CountingLogExporter(LogRecordExporter):
     def export(self, batch: Sequence[Any]) -> LogRecordExportResult:
         try:
             result = self._inner.export(batch)
-        except Exception:
+        except Exception as exc:
+            _log_export_error("logs", exc, self._stats)
             result = LogRecordExportResult.FAILURE
         self._stats._count_export("logs", len(batch), result == LogRecordExportResult.SUCCESS)
         return result
@@ -266,6 +284,19 @@ class CountingLogExporter(LogRecordExporter):
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         flush = getattr(self._inner, "force_flush", None)
         return bool(flush(timeout_millis)) if flush is not None else True
+
+
+def _log_export_error(signal: str, exc: Exception, stats: EmitterStats) -> None:
+    """An exporter raised (instead of returning FAILURE): counted in ``stats.failures`` as
+    ``export.<ExceptionClass>`` and logged once per kind, with the traceback."""
+    kind = f"export.{type(exc).__name__}"
+    if stats._count_failure(kind) == 0:
+        _log.warning(
+            "vfo_otel %s exporter raised %s; the batch counts as dropped; further ones not logged",
+            signal,
+            type(exc).__name__,
+            exc_info=exc,
+        )
 
 
 class CardinalityCap:

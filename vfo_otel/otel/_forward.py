@@ -327,16 +327,30 @@ def span_end(event: ev.RunEvent) -> SpanStatusData:
     return SpanStatusData(*span_end_values(EventFields.of(event)))
 
 
-def span_end_values(event: EventFields) -> tuple[bool, str, dict[str, AttrValue]]:
-    """:func:`span_end`'s fields as a tuple (ok, description, attributes): the emitter's path."""
+def span_end_values(
+    event: EventFields,
+    command: tuple[str, Sequence[str], str] | None = None,
+    exit_code: int | None = None,
+) -> tuple[bool, str, dict[str, AttrValue]]:
+    """:func:`span_end`'s fields as a tuple (ok, description, attributes).
+
+    Args:
+        event: the terminal event.
+        command, exit_code: the entity's command and exit code from its earlier events, used
+            when the terminal event carries none (a command sent with ``running``): the span
+            ends with ``process.command_line``/``process.command_args``/``process.exit.code``
+            whichever event of the entity gave them.
+    """
     attrs: dict[str, AttrValue] = {_K_STATE: state_name(event.state)}
     result = c.CICD_RESULT.get(event.state)
     if result:
         attrs[_K_TASK_RESULT if event.scope == _SCOPE_NODE else _K_PIPELINE_RESULT] = result
-    if event.exit_code is not None:
-        attrs[_K_EXIT] = event.exit_code
-    if event.command is not None:
-        command_line, argv, action = event.command
+    code = event.exit_code if event.exit_code is not None else exit_code
+    if code is not None:
+        attrs[_K_EXIT] = code
+    cmd = event.command if event.command is not None else command
+    if cmd is not None:
+        command_line, argv, action = cmd
         if command_line:
             attrs[_K_LINE] = command_line
         if argv:

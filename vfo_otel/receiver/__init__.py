@@ -42,7 +42,9 @@ from vfo_otel.receiver._fold import (
     AttemptKey,
     Fold,
     RunFold,
+    SilentEntity,
     derive_state,
+    resolve_state,
     snapshot_of,
 )
 from vfo_otel.receiver._grpc import create_server
@@ -63,6 +65,7 @@ from vfo_otel.receiver._service import (
     ReceiverStats,
     heartbeat_lost_event,
     make_selection,
+    silent_entity_event,
 )
 from vfo_otel.receiver._sqlite import EventStore, StoreError
 
@@ -93,6 +96,7 @@ __all__ = [
     "RequestError",
     "RunFold",
     "Selection",
+    "SilentEntity",
     "StoreError",
     "TlsFiles",
     "Unauthenticated",
@@ -111,6 +115,8 @@ __all__ = [
     "parse_logs",
     "parse_traces",
     "record_of",
+    "resolve_state",
+    "silent_entity_event",
     "snapshot_of",
     "span_events",
     "split_address",

@@ -383,5 +383,5 @@ def _fast_event(
     return event, EventRecord(
         event, event_id, run_id, scope, pipeline_id, asset_id, node_id, attempt or 0, stage_id, state,
         synthetic is True, time_ns, duration, error, cmd, exit_code, packed_inputs, packed_outputs,
-        extras, upstream or (), origin,
+        extras, upstream or (), origin, source,
     )

@@ -39,13 +39,13 @@ from __future__ import annotations
 
 import bisect
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from vfo_otel._gen.vfo.dashboard.v1 import dashboard_pb2 as db
 from vfo_otel._gen.vfo.events.v1 import events_pb2 as ev
-from vfo_otel.contract import ACTIVE_STATES, TERMINAL_STATES
+from vfo_otel.contract import ACTIVE_STATES, RUN_ID_REUSED, TERMINAL_STATES, child_failed_error
 from vfo_otel.receiver._digest import (
     AssetDigest,
     OrderKey,
@@ -60,7 +60,17 @@ from vfo_otel.receiver._digest import (
 from vfo_otel.receiver._record import EventRecord, record_of, unpack_refs
 from vfo_otel.receiver._selection import Selection, asset_page_token
 
-__all__ = ["SCHEMA_VERSION", "ActiveAttempt", "AttemptKey", "Fold", "RunFold", "derive_state", "snapshot_of"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "ActiveAttempt",
+    "AttemptKey",
+    "Fold",
+    "RunFold",
+    "SilentEntity",
+    "derive_state",
+    "resolve_state",
+    "snapshot_of",
+]
 
 #: Version of the DashboardSnapshot schema this fold produces (docs/snapshot.md).
 #: 2: pipelines carry one page of their asset list (``Pipeline.asset_page``).
@@ -79,6 +89,7 @@ _CURRENT_RANK: dict[int, int] = {
     ev.STATE_COMPLETE: 1, ev.STATE_QUEUED: 1, ev.STATE_SKIPPED: 0,
 }
 _QUEUED, _RUNNING, _FAILED = ev.STATE_QUEUED, ev.STATE_RUNNING, ev.STATE_FAILED
+_WAITING = ev.STATE_WAITING
 _SCOPE_RUN, _SCOPE_PIPELINE, _SCOPE_ASSET = ev.SCOPE_RUN, ev.SCOPE_PIPELINE, ev.SCOPE_ASSET
 
 
@@ -233,6 +244,77 @@ def derive_state(children: Iterable[int]) -> int:
     return ev.STATE_COMPLETE
 
 
+@dataclass(frozen=True)
+class SilentEntity:
+    """A run, pipeline or asset that went silent: its scope, ids ("" above its scope) and the
+    time of the newest event of it or a descendant (ns since epoch)."""
+
+    scope: int
+    pipeline_id: str
+    asset_id: str
+    last_ns: int
+
+
+def _silent_ok(acc: _Acc, active_below: bool) -> bool:
+    """Whether liveness may end this silent entity: not when its own real terminal event is
+    stored, nor when it reported nothing and an attempt below it is running or waiting."""
+    if acc.state_key is None:
+        return not active_below
+    return acc.state_key[0] < 3
+
+
+#: (state, error) of an entity as shown: error is (error_class, detail) or None.
+Resolved = tuple[int, tuple[str, str] | None]
+
+
+def resolve_state(own: _Acc, children: Sequence[tuple[str, int]], scope: int) -> Resolved:
+    """The state a run, pipeline or asset is shown in, and its error (rule 4 of the module
+    docstring): its own report, never contradicted by its children.
+
+    Args:
+        own: the entity's own events, folded.
+        children: ``(child id, shown state)`` of each child (pipelines of a run, assets of a
+            pipeline, the latest attempt of each node of an asset), sorted by id.
+        scope: the entity's ``Scope`` number (names the error class of a failed child).
+
+    Returns:
+        ``(state, error)``: a ``failed`` report keeps its own error; a terminal ``complete`` or
+        ``skipped`` report with a non-terminal child is shown as the children's derived state
+        (``running`` when they are only queued: the entity reported it had run), and with a
+        failed child as ``failed`` with :func:`~vfo_otel.contract.child_failed_error`; an
+        unreported entity takes :func:`derive_state` of its children, with that error when
+        failed; a ``queued`` report with running or waiting children shows them.
+    """
+    states = [state for _, state in children]
+    if own.reported:
+        state = own.state
+        if state == _FAILED:
+            if own.synthetic and states:  # liveness's guess yields to children that all ended well
+                derived = derive_state(states)
+                if derived in _TERMINAL and derived != _FAILED:
+                    return derived, None
+            return state, own.error
+        if state in _TERMINAL:
+            if not states:
+                return state, None
+            derived = derive_state(states)
+            if derived not in _TERMINAL:  # never complete while a descendant is non-terminal
+                return (_RUNNING if derived == _QUEUED else derived), None
+            failed = [cid for cid, st in children if st == _FAILED]
+            if failed:  # never complete after a descendant failed
+                return _FAILED, child_failed_error(scope, failed)
+            return state, None
+        if state == _QUEUED and states:
+            derived = derive_state(states)
+            if derived in _ACTIVE:
+                return derived, None
+        return state, None
+    derived = derive_state(states)
+    if derived == _FAILED:
+        return _FAILED, child_failed_error(scope, [cid for cid, st in children if st == _FAILED])
+    return derived, None
+
+
 class _Node:
     __slots__ = ("attempts", "stage", "stage_key", "upstream")
 
@@ -293,6 +375,11 @@ class RunFold:
         self.pipelines: dict[str, _Pipeline] = {}
         self._origin_key: tuple[bool, int, str] | None = None
         self.origin = ev.Origin()
+        #: run-scope evidence of more than one execution under this run id (rule 8)
+        self._run_sources: set[str] = set()
+        self._last_run_start_ns: int | None = None
+        self._first_run_end_ns: int | None = None
+        self._ended_at_revision = -1  # silent_entities: the run ended (no silent entity) at this revision
         self._active: dict[AttemptKey, _Acc] = {}
 
     def apply(self, event: ev.RunEvent) -> None:
@@ -304,8 +391,8 @@ class RunFold:
         event_id, scope, state, t, origin = f.event_id, f.scope, f.state, f.time_ns, f.origin
         pipeline_id, asset_id, node_id = f.pipeline_id, f.asset_id, f.node_id
         self.revision += 1
-        if origin is not None:
-            okey = (scope == _SCOPE_RUN, t, event_id)
+        if origin is not None and (origin.service_name or origin.service_version or origin.host_name):
+            okey = (scope == _SCOPE_RUN, t, event_id)  # an empty origin (no resource) decides nothing
             if self._origin_key is None or okey > self._origin_key:
                 self._origin_key = okey
                 self.origin = ev.Origin()  # a copy: a sub-message would keep the whole event alive
@@ -317,6 +404,15 @@ class RunFold:
         k = (rank, t, event_id)  # one order key per event, shared by every field it decides
         if scope == _SCOPE_RUN:
             self.acc.apply(f, k)
+            if not f.synthetic:
+                if state in _TERMINAL:
+                    if self._first_run_end_ns is None or t < self._first_run_end_ns:
+                        self._first_run_end_ns = t
+                else:
+                    if state != _WAITING and (self._last_run_start_ns is None or t > self._last_run_start_ns):
+                        self._last_run_start_ns = t
+                    if f.source_id and len(self._run_sources) < 2 and state != _WAITING:
+                        self._run_sources.add(f.source_id)
             return
         pipe = self.pipelines.get(pipeline_id)
         if pipe is None:
@@ -365,6 +461,63 @@ class RunFold:
             return frozenset()
         return frozenset(k for k, acc in self._active.items() if now_ns - acc.last_ns > stale_after_ns)
 
+    def conflict(self) -> str:
+        """Why this run id looks used by more than one execution (rule 8), "" when it does not:
+        run-scope ``queued``/``running`` events from two sources, or one later than the run's
+        first real terminal event."""
+        if len(self._run_sources) > 1:
+            return (
+                f"{RUN_ID_REUSED}: run-scope events from more than one source "
+                f"({', '.join(sorted(self._run_sources))}); run ids must be unique per execution"
+            )
+        start, end = self._last_run_start_ns, self._first_run_end_ns
+        if start is not None and end is not None and start > end:
+            return (
+                f"{RUN_ID_REUSED}: the run started again after it ended; run ids must be unique "
+                "per execution"
+            )
+        return ""
+
+    def silent_entities(self, now_ns: int, lost_after_ns: int) -> list[SilentEntity]:
+        """Runs, pipelines and assets shown in a non-terminal state with no event of their own or
+        of a descendant for more than ``lost_after_ns`` before ``now_ns`` (rule 6); node
+        attempts are :meth:`active_attempts`. Not listed: an entity whose own real terminal
+        event is stored (its synthetic failure would change nothing), and one that reported
+        nothing itself while a descendant attempt is running or waiting (its state is derived:
+        it ends when liveness ends that attempt)."""
+        if self._ended_at_revision == self.revision:  # ended, and no event since: nothing is silent
+            return []
+        out: list[SilentEntity] = []
+        pipeline_states = []
+        run_last = self.acc.last_ns
+        run_active = False
+        for pid in sorted(self.pipelines):
+            pipe = self.pipelines[pid]
+            digests = self._digests(pid, pipe)
+            for aid, d in digests:
+                acc = pipe.assets[aid].acc
+                active = any(n[2] in _ACTIVE for n in d.nodes.values())
+                if (
+                    d.state not in _TERMINAL
+                    and now_ns - d.times[3] > lost_after_ns
+                    and _silent_ok(acc, active)
+                ):
+                    out.append(SilentEntity(_SCOPE_ASSET, pid, aid, d.times[3]))
+            state = self._pipeline_state(pipe, digests)[0]
+            pipeline_states.append((pid, state))
+            last = max([pipe.acc.last_ns, *(d.times[3] for _, d in digests)])
+            run_last = max(run_last, last)
+            active = bool(pipe.agg.nodes[_RUNNING] or pipe.agg.nodes[_WAITING])
+            run_active = run_active or active
+            if state not in _TERMINAL and now_ns - last > lost_after_ns and _silent_ok(pipe.acc, active):
+                out.append(SilentEntity(_SCOPE_PIPELINE, pid, "", last))
+        state = self._resolved(pipeline_states)[0]
+        if state not in _TERMINAL and now_ns - run_last > lost_after_ns and _silent_ok(self.acc, run_active):
+            out.append(SilentEntity(_SCOPE_RUN, "", "", run_last))
+        if state in _TERMINAL and not out:
+            self._ended_at_revision = self.revision
+        return out
+
     # -- derived state -----------------------------------------------------------------
 
     def _digest(self, pipeline_id: str, asset_id: str, asset: _Asset) -> AssetDigest:
@@ -373,7 +526,7 @@ class RunFold:
         if d is not None and d.version == asset.version:
             return d
         d = asset.digest = AssetDigest(asset.version)
-        latest_states = []
+        latest_states: list[tuple[str, int]] = []
         kid_times = []
         current: tuple[tuple[int, int], str, str] | None = None
         row = d.summary
@@ -382,7 +535,7 @@ class RunFold:
                 continue
             _, acc = node.latest()
             state = acc.state
-            latest_states.append(state)
+            latest_states.append((node_id, state))
             kid_times.append(self._span(acc, ()))
             d.nodes[node_id] = (node.stage_key, node.stage, state, node.upstream)
             row.attempts += len(node.attempts)
@@ -402,19 +555,20 @@ class RunFold:
                         stage[1] += dur
                         stage[2] = max(stage[2], dur)
                         stage[3] = True
-        d.state = int(asset.acc.state) if asset.acc.reported else derive_state(latest_states)
+        latest_states.sort()
+        d.state, error = resolve_state(asset.acc, latest_states, _SCOPE_ASSET)
         row.asset_id, row.state_reported = asset_id, asset.acc.reported
         row.state = d.state  # type: ignore[assignment]
         if current is not None:
             row.current_node_id, row.current_stage_id = current[1], current[2]
-        d.times = self._span(asset.acc, kid_times)
+        d.times = self._span(asset.acc, kid_times, own_end=d.state == asset.acc.state)
         start, end, duration, last = d.times
         set_time(start, row.start_time)
         if d.state in _TERMINAL:
             set_time(end, row.end_time)
             set_duration(duration, row.duration)
         set_time(last or None, row.last_update_time)
-        self._fill_error(asset.acc, d.state, row.error)
+        _set_error(error, row.error)
         return d
 
     def _digests(self, pipeline_id: str, pipe: _Pipeline) -> list[tuple[str, AssetDigest]]:
@@ -426,22 +580,30 @@ class RunFold:
             out.append((aid, d))
         return out
 
-    def _pipeline_state(self, pipe: _Pipeline, digests: list[tuple[str, AssetDigest]]) -> int:
-        if pipe.acc.reported:
-            return pipe.acc.state
-        return derive_state(d.state for _, d in digests)
+    def _pipeline_state(self, pipe: _Pipeline, digests: list[tuple[str, AssetDigest]]) -> Resolved:
+        """The pipeline's shown state and error (:func:`resolve_state` over its assets)."""
+        return resolve_state(pipe.acc, [(aid, d.state) for aid, d in digests], _SCOPE_PIPELINE)
+
+    def _resolved(self, pipeline_states: Sequence[tuple[str, int]] | None = None) -> Resolved:
+        """The run's shown state and error (:func:`resolve_state` over its pipelines, by id)."""
+        if pipeline_states is None:
+            pipeline_states = [
+                (pid, self._pipeline_state(self.pipelines[pid], self._digests(pid, self.pipelines[pid]))[0])
+                for pid in sorted(self.pipelines)
+            ]
+        return resolve_state(self.acc, pipeline_states, _SCOPE_RUN)
 
     def state(self) -> int:
-        """The run's state (reported, or derived from its pipelines)."""
-        if self.acc.reported:
-            return self.acc.state
-        return derive_state(
-            self._pipeline_state(p, self._digests(pid, p)) for pid, p in self.pipelines.items()
-        )
+        """The run's state as shown (rule 4: its own report, never contradicted by its pipelines)."""
+        return self._resolved()[0]
 
     @staticmethod
-    def _span(acc: _Acc, kids: Iterable[Times]) -> Times:
-        """(start, end, duration, last update) of an entity, widened by its children's when unreported."""
+    def _span(acc: _Acc, kids: Iterable[Times], own_end: bool = True) -> Times:
+        """(start, end, duration, last update) of an entity, widened by its children's.
+
+        The end is the entity's own (its deciding terminal event) when it reported the state it
+        is shown in (``own_end``); otherwise it is the latest end of its children once all of
+        them ended (the own end too, if any)."""
         start, end, last = acc.start_ns(), acc.end_ns, acc.last_ns
         duration = acc.duration()
         spans = list(kids)
@@ -451,29 +613,41 @@ class RunFold:
             last = max([last, *(k[3] for k in spans)])
             if start is None and kid_starts:
                 start = min(kid_starts)
-            if not acc.reported and kid_ends and len(kid_ends) == len(spans):
-                end = max(kid_ends)
+            if not (own_end and acc.reported) and kid_ends and len(kid_ends) == len(spans):
+                end = max(kid_ends) if end is None else max(end, *kid_ends)
                 duration = max(end - start, 0) if start is not None else None
         return start, end, duration, last
 
-    def _fill_error(self, acc: _Acc, state: int, out: ev.Error) -> None:
-        if acc.error is not None and state == ev.STATE_FAILED:
-            out.error_class, out.detail = acc.error
+    def header(
+        self,
+        pipeline_times: Iterable[Times] | None = None,
+        pipeline_states: Sequence[tuple[str, int]] | None = None,
+    ) -> db.RunHeader:
+        """The run header (state, times, origin, command, attributes, error).
 
-    def header(self, pipeline_times: Iterable[Times] | None = None) -> db.RunHeader:
-        """The run header (state, times, origin, command, attributes, error)."""
-        if pipeline_times is None:
-            pipeline_times = [
-                self._span(p.acc, [d.times for _, d in self._digests(pid, p)])
-                for pid, p in self.pipelines.items()
-            ]
-        h = db.RunHeader(run_id=self.run_id, state=self.state(), state_reported=self.acc.reported)  # type: ignore[arg-type]
-        start, end, duration, last = self._span(self.acc, pipeline_times)
+        Args:
+            pipeline_times, pipeline_states: each pipeline's times and ``(id, shown state)``
+                when the caller has them (a snapshot does); computed otherwise.
+        """
+        if pipeline_times is None or pipeline_states is None:
+            pipeline_times, pipeline_states = [], []
+            for pid in sorted(self.pipelines):
+                p = self.pipelines[pid]
+                digests = self._digests(pid, p)
+                state = self._pipeline_state(p, digests)[0]
+                pipeline_times.append(
+                    self._span(p.acc, [d.times for _, d in digests], own_end=state == p.acc.state)
+                )
+                pipeline_states.append((pid, state))
+        state, error = self._resolved(pipeline_states)
+        h = db.RunHeader(run_id=self.run_id, state=state, state_reported=self.acc.reported)  # type: ignore[arg-type]
+        start, end, duration, last = self._span(self.acc, pipeline_times, own_end=state == self.acc.state)
         set_time(start, h.start_time)
         if h.state in _TERMINAL:
             set_time(end, h.end_time)
             set_duration(duration, h.duration)
         set_time(last or None, h.last_update_time)
+        h.conflict = self.conflict()
         h.service_name = self.origin.service_name
         h.service_version = self.origin.service_version
         h.host_name = self.origin.host_name
@@ -482,7 +656,7 @@ class RunFold:
         if self.acc.attrs:
             for k, (_, v) in self.acc.attrs.items():
                 h.attributes[k] = v
-        self._fill_error(self.acc, h.state, h.error)
+        _set_error(error, h.error)
         return h
 
     def _stale_nodes(self, stale: frozenset[AttemptKey]) -> int:
@@ -504,7 +678,7 @@ class RunFold:
         nodes, attempts = [0] * 7, [0] * 7
         for pid, pipe in self.pipelines.items():
             digests = self._digests(pid, pipe)
-            count(s.pipelines, self._pipeline_state(pipe, digests))
+            count(s.pipelines, self._pipeline_state(pipe, digests)[0])
             agg = pipe.agg
             add_counts(s.assets, agg.asset_states)
             for i in range(7):
@@ -539,9 +713,9 @@ class RunFold:
         self, pipeline_id: str, pipe: _Pipeline, digests: list[tuple[str, AssetDigest]],
         stale_assets: set[str], sel: Selection,
     ) -> tuple[db.Pipeline, Times]:
-        state = self._pipeline_state(pipe, digests)
+        state, error = self._pipeline_state(pipe, digests)
         out = db.Pipeline(pipeline_id=pipeline_id, state=state, state_reported=pipe.acc.reported)  # type: ignore[arg-type]
-        times = self._span(pipe.acc, [d.times for _, d in digests])
+        times = self._span(pipe.acc, [d.times for _, d in digests], own_end=state == pipe.acc.state)
         start, end, duration, _ = times
         set_time(start, out.start_time)
         if state in _TERMINAL:
@@ -569,7 +743,7 @@ class RunFold:
         add_counts(out.asset_counts, pipe.agg.asset_states)
         add_counts(out.node_counts, pipe.agg.nodes)
         out.workflow.CopyFrom(self._workflow(pipe.agg))
-        self._fill_error(pipe.acc, state, out.error)
+        _set_error(error, out.error)
         return out, times
 
     def _stage_totals(self) -> list[db.StageTotal]:
@@ -635,7 +809,7 @@ class RunFold:
                     a.command.CopyFrom(acc.cmd)
                 a.inputs.extend(acc.inputs)
                 a.outputs.extend(acc.outputs)
-                self._fill_error(acc, acc.state, a.error)
+                _set_error(acc.error if acc.state == _FAILED else None, a.error)
                 if acc.attrs:
                     for k, (_, v) in acc.attrs.items():
                         a.attributes[k] = v
@@ -662,7 +836,8 @@ class RunFold:
         stale = self.stale_keys(now_ns, stale_after_ns)
         snap = db.DashboardSnapshot(schema_version=SCHEMA_VERSION, revision=self.revision)
         set_time(now_ns, snap.generated_time)
-        pipeline_times = []
+        pipeline_times: list[Times] = []
+        pipeline_states: list[tuple[str, int]] = []
         for pid in sorted(self.pipelines):
             pipe = self.pipelines[pid]
             digests = self._digests(pid, pipe)
@@ -670,12 +845,18 @@ class RunFold:
             row, times = self._pipeline(pid, pipe, digests, stale_assets, sel)
             snap.pipelines.append(row)
             pipeline_times.append(times)
-        snap.run.CopyFrom(self.header(pipeline_times))
+            pipeline_states.append((pid, row.state))
+        snap.run.CopyFrom(self.header(pipeline_times, pipeline_states))
         snap.selection.pipeline_id, snap.selection.asset_id = sel.pipeline_id, sel.asset_id
         snap.node_details.extend(self.node_details(sel, stale))
         snap.summary.CopyFrom(self.summary(stale))
         snap.stage_totals.extend(self._stage_totals())
         return snap
+
+
+def _set_error(error: tuple[str, str] | None, out: ev.Error) -> None:
+    if error is not None:
+        out.error_class, out.detail = error
 
 
 class Fold:

@@ -83,6 +83,8 @@ class EventRecord(NamedTuple):
         attributes: the extra attributes, None when there are none (never modified).
         upstream_node_ids: upstream node ids (a sequence of str).
         origin: the Origin (resource identity), None when unset; a fold copies it.
+        source_id: the emitting source ("" when unset); with the scope and state it tells one
+            execution of a run from another (a reused run id).
     """
 
     event: ev.RunEvent
@@ -106,6 +108,7 @@ class EventRecord(NamedTuple):
     attributes: dict[str, str] | None
     upstream_node_ids: Sequence[str]
     origin: ev.Origin | None
+    source_id: str
 
 
 def record_of(event: ev.RunEvent) -> EventRecord:
@@ -147,4 +150,5 @@ def record_of(event: ev.RunEvent) -> EventRecord:
         dict(attributes) if attributes else None,
         list(upstream) if upstream else (),
         event.origin if event.HasField("origin") else None,
+        event.source_id,
     )

@@ -38,9 +38,10 @@ from google.protobuf import json_format
 
 from vfo_otel._gen.vfo.dashboard.v1 import dashboard_pb2 as db
 from vfo_otel._gen.vfo.events.v1 import events_pb2 as ev
+from vfo_otel.contract import HEARTBEAT_LOST as _HEARTBEAT_LOST
 from vfo_otel.receiver._config import ReceiverConfig
 from vfo_otel.receiver._errors import Invalid, NotFound, Overloaded
-from vfo_otel.receiver._fold import ActiveAttempt, AttemptKey, Fold, RunFold
+from vfo_otel.receiver._fold import ActiveAttempt, AttemptKey, Fold, RunFold, SilentEntity
 from vfo_otel.receiver._record import EventRecord, record_of
 from vfo_otel.receiver._selection import Selection, parse_asset_page_token
 from vfo_otel.receiver._sqlite import EventStore
@@ -52,10 +53,11 @@ __all__ = [
     "ReceiverStats",
     "heartbeat_lost_event",
     "make_selection",
+    "silent_entity_event",
 ]
 
-#: error_class of the synthetic event that ends an attempt whose worker went silent.
-HEARTBEAT_LOST = "HeartbeatLost"
+#: error_class of the synthetic event that ends an entity that went silent (the contract's).
+HEARTBEAT_LOST = _HEARTBEAT_LOST
 #: source_id of the events the receiver itself writes (synthetic HeartbeatLost events).
 LIVENESS_SOURCE_ID = "vfo-otel-receiver"
 
@@ -110,6 +112,34 @@ def heartbeat_lost_event(run_id: str, attempt: ActiveAttempt, lost_after_ns: int
         ),
     )
     event.time.FromNanoseconds(attempt.last_ns + lost_after_ns)
+    return event
+
+
+def silent_entity_event(run_id: str, entity: SilentEntity, lost_after_ns: int) -> ev.RunEvent:
+    """The synthetic ``failed`` / ``HeartbeatLost`` event that ends a silent run, pipeline or
+    asset (pure): time = its newest activity + ``lost_after_ns``; event id derived from the
+    entity key and that time, so every replica and restart writes the same event (stored once)."""
+    h = hashlib.sha256(b"vfo-entity-lost")
+    for part in (run_id, str(entity.scope), entity.pipeline_id, entity.asset_id, str(entity.last_ns)):
+        h.update(b"\x1f" + part.encode())
+    event = ev.RunEvent(
+        event_id="hbl-" + h.hexdigest()[:32],
+        scope=entity.scope,  # type: ignore[arg-type]
+        state=ev.STATE_FAILED,
+        run_id=run_id,
+        pipeline_id=entity.pipeline_id,
+        asset_id=entity.asset_id,
+        synthetic=True,
+        source_id=LIVENESS_SOURCE_ID,
+        error=ev.Error(
+            error_class=HEARTBEAT_LOST,
+            detail=(
+                f"no event of its own or of a descendant for {lost_after_ns / 1e9:g} s; "
+                "its runner is presumed gone"
+            ),
+        ),
+    )
+    event.time.FromNanoseconds(entity.last_ns + lost_after_ns)
     return event
 
 _log = logging.getLogger("vfo_otel.receiver")
@@ -255,11 +285,14 @@ class Receiver:
                 self._stale[run_id] = stale
                 self._epoch[run_id] = self._epoch.get(run_id, 0) + 1
                 await self._wake(run_id)
-            if lost_s is not None and stale:
+            if lost_s is not None:
                 lost_ns = int(lost_s * 1e9)
-                for attempt in run.active_attempts():
-                    if now - attempt.last_ns > lost_ns:
-                        lost.append(heartbeat_lost_event(run_id, attempt, lost_ns))
+                if stale:
+                    for attempt in run.active_attempts():
+                        if now - attempt.last_ns > lost_ns:
+                            lost.append(heartbeat_lost_event(run_id, attempt, lost_ns))
+                silent = run.silent_entities(now, lost_ns)
+                lost.extend(silent_entity_event(run_id, e, lost_ns) for e in silent)
         self.stats.stale_nodes = total
         if lost:
             new = await self.ingest([record_of(e) for e in lost], "liveness")

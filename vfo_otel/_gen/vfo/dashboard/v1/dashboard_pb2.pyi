@@ -31,7 +31,7 @@ class StateCounts(_message.Message):
     def __init__(self, queued: _Optional[int] = ..., running: _Optional[int] = ..., waiting: _Optional[int] = ..., complete: _Optional[int] = ..., failed: _Optional[int] = ..., skipped: _Optional[int] = ..., total: _Optional[int] = ...) -> None: ...
 
 class RunHeader(_message.Message):
-    __slots__ = ("run_id", "state", "state_reported", "start_time", "end_time", "duration", "service_name", "service_version", "host_name", "command", "attributes", "error", "last_update_time")
+    __slots__ = ("run_id", "state", "state_reported", "start_time", "end_time", "duration", "service_name", "service_version", "host_name", "command", "attributes", "error", "last_update_time", "conflict")
     class AttributesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -52,6 +52,7 @@ class RunHeader(_message.Message):
     ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     LAST_UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    CONFLICT_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     state: _events_pb2.State
     state_reported: bool
@@ -65,7 +66,8 @@ class RunHeader(_message.Message):
     attributes: _containers.ScalarMap[str, str]
     error: _events_pb2.Error
     last_update_time: _timestamp_pb2.Timestamp
-    def __init__(self, run_id: _Optional[str] = ..., state: _Optional[_Union[_events_pb2.State, str]] = ..., state_reported: _Optional[bool] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., service_name: _Optional[str] = ..., service_version: _Optional[str] = ..., host_name: _Optional[str] = ..., command: _Optional[_Union[_events_pb2.Command, _Mapping]] = ..., attributes: _Optional[_Mapping[str, str]] = ..., error: _Optional[_Union[_events_pb2.Error, _Mapping]] = ..., last_update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    conflict: str
+    def __init__(self, run_id: _Optional[str] = ..., state: _Optional[_Union[_events_pb2.State, str]] = ..., state_reported: _Optional[bool] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., service_name: _Optional[str] = ..., service_version: _Optional[str] = ..., host_name: _Optional[str] = ..., command: _Optional[_Union[_events_pb2.Command, _Mapping]] = ..., attributes: _Optional[_Mapping[str, str]] = ..., error: _Optional[_Union[_events_pb2.Error, _Mapping]] = ..., last_update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., conflict: _Optional[str] = ...) -> None: ...
 
 class AssetSummary(_message.Message):
     __slots__ = ("asset_id", "state", "state_reported", "current_node_id", "current_stage_id", "attempts", "node_counts", "last_update_time", "start_time", "end_time", "duration", "error", "stale")
