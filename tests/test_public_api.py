@@ -78,7 +78,8 @@ SUBPACKAGE_SURFACES = {
     "vfo_otel.receiver": {
         "ActiveAttempt", "AttemptKey", "DEFAULT_ASSET_PAGE_SIZE", "DEFAULT_GRPC_ADDRESS",
         "DEFAULT_HTTP_ADDRESS", "Decoded", "EventRecord", "EventStore", "Fold", "GC_THRESHOLD",
-        "HEARTBEAT_LOST", "Invalid", "LIVENESS_SOURCE_ID", "MAX_ASSET_PAGE_SIZE", "NotFound", "Overloaded",
+        "HEARTBEAT_LOST", "Internal", "Invalid", "LIVENESS_SOURCE_ID", "MAX_ASSET_PAGE_SIZE", "NotFound",
+        "Overloaded",
         "Receiver", "ReceiverConfig", "ReceiverError", "ReceiverServer", "ReceiverStats", "ReceiverThread",
         "RequestError", "RunFold", "SilentEntity", "resolve_state", "silent_entity_event",
         "SCHEMA_VERSION", "Selection", "StoreError", "TlsFiles",

@@ -411,3 +411,28 @@ def test_reconnects_after_receiver_restart(page: Page, tmp_path: Path) -> None:
         first.stop()
         if second is not None:
             second.stop()
+
+
+def test_a_token_protected_receiver_signs_in_once_and_no_url_ever_carries_the_token(
+    page: Page, tmp_path: Path
+) -> None:
+    token = "s3cret-dashboard-token"
+    config = ReceiverConfig(grpc_address="127.0.0.1:0", http_address="127.0.0.1:0",
+                            store_path=str(tmp_path / "auth.sqlite3"), auth_token=token)
+    with ReceiverThread(config) as thread:
+        urls: list[str] = []
+        page.on("request", lambda r: urls.append(r.url))
+        page.goto(f"http://127.0.0.1:{thread.http_port}/")
+        expect(page.get_by_test_id("signin")).to_be_visible()
+        page.get_by_test_id("signin-token").fill("wrong")
+        page.get_by_test_id("signin-submit").click()
+        expect(page.get_by_test_id("signin")).to_contain_text("not accepted")
+        page.get_by_test_id("signin-token").fill(token)
+        page.get_by_test_id("signin-submit").click()
+        expect(page.get_by_test_id("signin")).to_have_count(0)
+        expect(page.get_by_test_id("no-runs")).to_be_visible()  # the API answered with the cookie
+        _shot(page, "signed-in-1280x800")
+        cookies = page.context.cookies()
+        session = [c for c in cookies if c["name"] == "vfo_otel_session"]
+        assert session and session[0]["httpOnly"] and session[0]["sameSite"] == "Strict"
+        assert not any(token in u for u in urls), urls

@@ -293,3 +293,11 @@ def test_grafana_datasources_and_dashboard() -> None:
     for panel in dash["panels"]:
         for target in panel["targets"]:
             assert target["datasource"]["uid"] in by_uid
+
+
+def test_every_published_port_binds_to_loopback_by_default(compose: dict[str, Any]) -> None:
+    """Unauthenticated ports (OTLP ingest, the receiver's API, Grafana, the backends) are not
+    published on every interface; docs/deploy.md says how to open them on purpose."""
+    for name, svc in compose["services"].items():
+        for port in svc.get("ports") or []:
+            assert str(port).startswith("127.0.0.1:"), (name, port)

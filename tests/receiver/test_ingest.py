@@ -157,13 +157,18 @@ def test_message_is_capped_with_a_count_of_the_rest() -> None:
     assert decoded.message().endswith("(+2 more)")
 
 
-def test_bad_span_event_rejects_its_span_and_keeps_the_others(emitted: InMemoryTelemetry) -> None:
+def test_a_bad_span_event_is_rejected_alone_its_span_counted_and_every_other_event_kept(
+    emitted: InMemoryTelemetry,
+) -> None:
     spans = emitted.otlp_spans()
     broken = trace_pb2.Span()
     broken.CopyFrom(spans[0])
+    bad_id = ""
     for kv in broken.events[0].attributes:
         if kv.key == c.Key.STATE:
             kv.value.string_value = "melted"
+        if kv.key == c.Key.EVENT_ID:
+            bad_id = kv.value.string_value
     req = trace_service_pb2.ExportTraceServiceRequest(
         resource_spans=[
             trace_pb2.ResourceSpans(scope_spans=[trace_pb2.ScopeSpans(spans=[broken, *spans[1:]])])
@@ -171,8 +176,17 @@ def test_bad_span_event_rejects_its_span_and_keeps_the_others(emitted: InMemoryT
     )
     decoded = decode_traces(req, LIMITS)
     total = sum(1 for s in spans for e in s.events if e.name == c.SPAN_EVENT_NAME)
-    assert decoded.rejected == 1
-    assert len(decoded.events) == total - 1  # the broken span's other events are kept too
+    assert decoded.rejected == 1  # the span with a bad event counts as one rejected span
+    assert len(decoded.events) == total - 1
+    every_id = {
+        kv.value.string_value
+        for s in spans
+        for e in s.events
+        for kv in e.attributes
+        if e.name == c.SPAN_EVENT_NAME and kv.key == c.Key.EVENT_ID
+    }
+    assert bad_id and {e.event_id for e in decoded.events} == every_id - {bad_id}  # its span-mates kept
+    assert len(broken.events) > 1 or len(spans) > 1
     assert f"span {broken.name!r}: unknown state 'melted'" in decoded.message()
 
 

@@ -232,3 +232,95 @@ def test_property_liveness_events_never_change_a_terminal_entity_or_repeat(
         for entity in first:
             fold.apply_records([record_of(silent_entity_event(run_id, entity, LOST_NS))])
         assert run.silent_entities(now, LOST_NS) == []
+
+
+# -- hostile event sets: no snapshot may fail ----------------------------------------------------
+
+
+def _recursive_depths(upstream: dict[str, set[str]]) -> dict[str, int]:
+    """The previous, recursive definition of the workflow depths: the reference for small graphs."""
+    depth: dict[str, int] = {}
+    visiting: set[str] = set()
+
+    def visit(n: str) -> int:
+        if n in depth:
+            return depth[n]
+        if n in visiting:
+            return 0
+        visiting.add(n)
+        d = 1 + max((visit(u) for u in sorted(upstream.get(n, ()))), default=-1)
+        visiting.discard(n)
+        depth[n] = d
+        return d
+
+    for n in sorted(upstream):
+        visit(n)
+    return depth
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from("abcdefgh"), st.sets(st.sampled_from("abcdefgh"), max_size=4), max_size=8
+    )
+)
+def test_property_iterative_depths_equal_the_recursive_definition(upstream: dict[str, set[str]]) -> None:
+    from vfo_otel.receiver._digest import depths
+
+    assert depths(upstream) == _recursive_depths(upstream)
+
+
+def test_an_upstream_chain_of_1200_nodes_is_served() -> None:
+    """Each node names the one before it: the workflow is 1,200 deep (once a RecursionError)."""
+    events = [node("n0000", C, t_s=0, eid="c0")]
+    events += [
+        node(f"n{i:04d}", C, t_s=0, eid=f"c{i}", upstream_node_ids=[f"n{i - 1:04d}"]) for i in range(1, 1200)
+    ]
+    s = snapshot_of(events, "r1", Selection("p", "a"), now_ns=NOW)
+    assert s is not None
+    wf = s.pipelines[0].workflow
+    assert len(wf.nodes) == 1200 and len(wf.edges) == 1199
+    assert max(n.depth for n in wf.nodes) == 1199
+    assert [d.node_id for d in s.node_details][:3] == ["n0000", "n0001", "n0002"]
+
+
+@st.composite
+def _hostile_events(draw: st.DrawFn) -> list[ev.RunEvent]:
+    """Cycles, self-loops, long chains, unknown upstream ids, every scope and state, any times."""
+    n = draw(st.integers(1, 40))
+    names = [f"n{i}" for i in range(draw(st.integers(1, 12)))]
+    out = []
+    for i in range(n):
+        scope = draw(st.sampled_from([RUN, PIPE, ASSET, ev.SCOPE_NODE, ev.SCOPE_NODE]))
+        e = event(
+            scope,
+            draw(st.integers(1, 6)),
+            t_s=draw(st.integers(-5, 5)),
+            eid=f"h{i}",
+            pipeline=draw(st.sampled_from(["p", "q"])),
+            asset=draw(st.sampled_from(["a", "b"])),
+            synthetic=draw(st.booleans()),
+            source_id=draw(st.sampled_from(["", "s1", "s2"])),
+        )
+        if scope == ev.SCOPE_NODE:
+            e.node_id = draw(st.sampled_from(names))
+            e.attempt_id = draw(st.integers(1, 3))
+            e.upstream_node_ids.extend(draw(st.lists(st.sampled_from([*names, "ghost"]), max_size=6)))
+        if draw(st.booleans()):
+            e.duration.FromNanoseconds(draw(st.integers(-(10**12), 10**12)))
+        out.append(e)
+    return out
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_hostile_events(), st.integers(0, 10**13))
+def test_property_building_any_snapshot_never_raises(events: list[ev.RunEvent], now_offset: int) -> None:
+    fold = Fold()
+    for e in events:
+        fold.apply(e)
+    for run in fold.runs.values():
+        selections = [Selection()] + [Selection(p, a) for p in ("p", "q") for a in ("a", "b")]
+        for sel in selections:
+            run.snapshot(sel, T0_NS + now_offset, stale_after_ns=S_NS)
+        run.silent_entities(T0_NS + now_offset, S_NS)
+        run.summary()

@@ -7,7 +7,9 @@ decode and the fold finds nothing but clean rejections, and the receiver keeps s
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import Iterator
+from typing import Any
 
 import grpc
 import pytest
@@ -18,13 +20,15 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.common.v1 import common_pb2
 
-from tests.receiver import logs_request, node, vfo_log_record
+from tests.receiver import logs_request, node, resource, vfo_log_record
 from tests.reliability.support import DEADLINE_S, record_figures, wait_revision
 from vfo_otel import Emitter
 from vfo_otel._gen.vfo.events.v1 import events_pb2 as ev
+from vfo_otel.client import SnapshotClient
 from vfo_otel.contract import Limits
 from vfo_otel.contract.conventions import Key
 from vfo_otel.receiver import (
+    EventStore,
     Fold,
     ReceiverConfig,
     ReceiverThread,
@@ -256,36 +260,65 @@ def _mutated(draw: st.DrawFn) -> bytes:
     return bytes(data)
 
 
-_FUZZED: list[bytes] = []
+def _records_in(data: bytes, kind: str) -> int | None:
+    """How many log records (or spans) protobuf's own parser finds in the request; None when it
+    refuses the request as a whole (then the receiver splits it and judges record by record)."""
+    try:
+        if kind == "logs":
+            req = logs_service_pb2.ExportLogsServiceRequest.FromString(data)
+            return sum(len(sl.log_records) for rl in req.resource_logs for sl in rl.scope_logs)
+        treq = trace_service_pb2.ExportTraceServiceRequest.FromString(data)
+        return sum(len(ss.spans) for rs in treq.resource_spans for ss in rs.scope_spans)
+    except Exception:
+        return None
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
 @given(data=st.one_of(_mutated(), st.binary(max_size=512)))
 def test_fuzz_otlp_decode_and_fold_reject_cleanly(data: bytes) -> None:
+    """Any bytes: the decoder raises nothing but RequestError (a broken framing); every record is
+    accounted for (a log record is accepted, rejected or ignored; so is a span, and an accepted
+    span gives at least one event); every accepted event is storable and readable back, and every
+    snapshot of what it folds to builds."""
     fold = Fold()
-    for parse in (parse_logs, parse_traces):
-        try:
-            decoded = parse(data, LIMITS)
-        except RequestError:
-            continue  # a broken framing: the whole request is INVALID_ARGUMENT
-        assert decoded.rejected >= 0 and decoded.ignored >= 0
-        for e in decoded.events:
-            fold.apply(e)
-    for run_id, run in fold.runs.items():
-        run.snapshot(Selection(), 0, 1)
-        for pid, pipe in run.pipelines.items():
-            for aid in pipe.assets:
-                run.snapshot(Selection(pid, aid), 10**18, 10**9)
-        assert run_id
-    if len(_FUZZED) < 40:
-        _FUZZED.append(data)
+    store = EventStore(":memory:")
+    try:
+        for kind, parse in (("logs", parse_logs), ("traces", parse_traces)):
+            try:
+                decoded = parse(data, LIMITS)
+            except RequestError:
+                continue  # a broken framing: the whole request is INVALID_ARGUMENT
+            total = _records_in(data, kind)
+            if total is not None and kind == "logs":
+                assert len(decoded.records) + decoded.rejected + decoded.ignored == total
+            elif total is not None:
+                assert decoded.rejected + decoded.ignored <= total
+                assert len(decoded.records) >= total - decoded.rejected - decoded.ignored
+            assert decoded.rejected == 0 or decoded.message().startswith(f"rejected {decoded.rejected} ")
+            stored = store.append(decoded.records)
+            for record in stored:
+                again = ev.RunEvent.FromString(record.event.SerializeToString())
+                assert again == record.event and again.event_id and again.run_id
+            fold.apply_records(stored)
+        for run in fold.runs.values():
+            run.snapshot(Selection(), 0, 1)
+            for pid, pipe in run.pipelines.items():
+                for aid in pipe.assets:
+                    run.snapshot(Selection(pid, aid), 10**18, 10**9)
+    finally:
+        store.close()
+
+
+def _fuzzed_requests() -> list[bytes]:
+    """Deterministic mutations of a valid request: a byte set to 0xff at 30 places, and 10 cuts."""
+    flips = [_VALID[: i * 37] + b"\xff" + _VALID[i * 37 + 1 :] for i in range(1, 31)]
+    cuts = [_VALID[: len(_VALID) * i // 11] for i in range(1, 11)]
+    return flips + cuts
 
 
 def test_the_receiver_keeps_serving_after_fuzzed_requests(receiver: ReceiverThread) -> None:
-    if not _FUZZED:  # run alone: take a few mutations of our own
-        _FUZZED.extend(_VALID[: i * 37] + b"\xff" + _VALID[i * 37 + 1 :] for i in range(1, 30))
     codes: dict[str, int] = {}
-    for data in _FUZZED:
+    for data in _fuzzed_requests():
         for method in (LOGS, TRACES):
             try:
                 _raw_export(receiver.grpc_port, method, data)
@@ -296,3 +329,66 @@ def test_the_receiver_keeps_serving_after_fuzzed_requests(receiver: ReceiverThre
     with grpc.insecure_channel(f"127.0.0.1:{receiver.grpc_port}") as channel:
         resp = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=DEADLINE_S)
     assert resp.status == health_pb2.HealthCheckResponse.SERVING
+
+
+# ---------------------------------------------------------------------------------------
+# Inputs that must not amplify storage or memory, or make a run unreadable
+# ---------------------------------------------------------------------------------------
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm", encoding="ascii") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def test_a_1_mib_service_name_over_200_records_is_stored_cut_not_copied_200_times(tmp_path: Any) -> None:
+    """One resource with a 1 MiB service.name and 200 records: once ~200 MB stored and ~600 MB of
+    RSS. The origin's text is cut to the id limit (256 characters), so what is stored stays
+    within twice the request, and memory does not grow by the copies."""
+    store = tmp_path / "amplify.sqlite3"
+    config = ReceiverConfig(
+        grpc_address="127.0.0.1:0", http_address=None, store_path=str(store), max_request_bytes=4 << 20
+    )
+    records = [vfo_log_record(node(f"n{i}", C, t_s=i, run="big-origin")) for i in range(200)]
+    request = logs_request(records, resource(service_name="s" * (1 << 20), host_name="h"))
+    data = request.SerializeToString()
+    with ReceiverThread(config) as thread:
+        rss_before = _rss_bytes()
+        _raw_export(thread.grpc_port, LOGS, data)
+        rss_growth = _rss_bytes() - rss_before
+        snap = wait_revision(f"127.0.0.1:{thread.grpc_port}", "big-origin", 200)
+        assert snap.run.service_name == "s" * 256  # cut to Limits.max_id_length
+    with sqlite3.connect(store) as db_:
+        (stored,) = db_.execute("SELECT sum(length(payload)) FROM events").fetchone()
+    assert stored <= 2 * len(data), (stored, len(data))
+    assert stored < 200 * 1024  # 200 events of ~0.6 KB each, not 200 copies of 1 MiB
+    assert rss_growth < 64 * 1024 * 1024, rss_growth  # the request itself is 1 MiB
+    record_figures(
+        "amplification", request_bytes=len(data), stored_payload_bytes=stored, rss_growth_bytes=rss_growth
+    )
+
+
+def test_over_the_caps_an_event_is_rejected_alone_or_cut(receiver: ReceiverThread) -> None:
+    """Documented caps (docs/receiver.md, Limits): more than 256 upstream node ids, or an
+    attribute key over 256 characters, rejects the event through partial_success; more than 128
+    extra attributes keeps 127 (sorted) and records the count, as the emitter does."""
+    too_many_ups = node("a", C, t_s=1, run="caps", upstream_node_ids=[f"u{i}" for i in range(257)])
+    long_key = node("b", C, t_s=1, run="caps", attributes={"k" * 257: "v"})
+    many_attrs = node("c", C, t_s=1, run="caps", attributes={f"k{i:03d}": "v" for i in range(200)})
+    ok = node("d", C, t_s=1, run="caps", upstream_node_ids=[f"u{i}" for i in range(256)])
+    request = logs_request([vfo_log_record(e) for e in (too_many_ups, long_key, many_attrs, ok)])
+    resp = logs_service_pb2.ExportLogsServiceResponse.FromString(
+        _raw_export(receiver.grpc_port, LOGS, request.SerializeToString())
+    )
+    assert resp.partial_success.rejected_log_records == 2
+    message = resp.partial_success.error_message
+    assert "log record 0: 257 upstream node ids, over the limit of 256" in message
+    assert "log record 1: attribute key of 257 characters, over the limit of 256" in message
+    snap = wait_revision(f"127.0.0.1:{receiver.grpc_port}", "caps", 2)
+    with SnapshotClient(f"127.0.0.1:{receiver.grpc_port}") as client:
+        snap = client.get_snapshot("caps", "p", "a")
+    by_node = {d.node_id: d for d in snap.node_details}
+    assert set(by_node) >= {"c", "d"} and "a" not in {d.node_id for d in snap.node_details if d.attempts}
+    attrs = by_node["c"].attempts[0].attributes
+    assert len(attrs) == 128 and attrs["attributes_original_count"] == "200"
+    assert sorted(k for k in attrs if k != "attributes_original_count") == [f"k{i:03d}" for i in range(127)]

@@ -211,3 +211,20 @@ def test_scenario_6_a_reused_run_id_is_counted_warned_once_and_flagged(
         assert snap.run.conflict.startswith("RunIdReused:")
     finally:
         emitter.shutdown()
+
+
+def test_the_emitter_s_live_entity_table_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A runner that starts entities and never ends them cannot grow the emitter without bound."""
+    import vfo_otel.emitter._emitter as emitter_module
+
+    monkeypatch.setattr(emitter_module, "MAX_LIVE_ENTITIES", 3)
+    tel = in_memory_emitter(heartbeat_interval_s=None)
+    try:
+        for i in range(5):
+            tel.emitter.emit(_event(ev.SCOPE_NODE, R, "many", node_id=f"n{i}"))
+        assert tel.emitter.stats.untracked == 2 and tel.emitter.stats.events == 5
+        assert len(tel.otlp_log_records()) == 5  # every event still went out as a log record
+        tel.emitter.emit(_event(ev.SCOPE_NODE, C, "many", node_id="n4"))  # an untracked one ends
+        assert "vfo.node n4" in {s.name for s in tel.spans.get_finished_spans()}
+    finally:
+        tel.close()

@@ -163,7 +163,7 @@ def test_the_right_token_is_accepted_on_grpc_ingest_and_reads_over_tls(
     assert info.value.code() == grpc.StatusCode.UNAVAILABLE
 
 
-def test_https_reads_need_the_token_in_the_header_or_access_token(
+def test_https_reads_need_the_token_in_the_header_or_the_session_cookie_never_in_the_url(
     secured: ReceiverThread, tls_files: TlsFiles
 ) -> None:
     with _channel(secured, tls_files) as channel:
@@ -178,7 +178,9 @@ def test_https_reads_need_the_token_in_the_header_or_access_token(
             ({}, ""),
             ({"Authorization": "Bearer nope"}, ""),
             ({}, "?access_token=nope"),
+            ({}, f"?access_token={TOKEN}"),  # a token in a URL ends up in logs: never accepted
             ({"Authorization": TOKEN}, ""),
+            ({"Cookie": "vfo_otel_session=nope"}, ""),
         ]:
             status, _, body = _https(secured, tls_files, path + query, headers=headers)
             assert (status, json.loads(body)) == (
@@ -186,13 +188,24 @@ def test_https_reads_need_the_token_in_the_header_or_access_token(
                 {"code": 16, "message": "missing or invalid bearer token"},
             )
         assert _https(secured, tls_files, path, headers={"Authorization": f"Bearer {TOKEN}"})[0] == 200
-        assert _https(secured, tls_files, f"{path}?access_token={TOKEN}")[0] == 200
-    # the live stream, as a browser EventSource opens it: no header, access_token in the URL
+    # the dashboard's sign-in: POST /v1/session with the header sets an HttpOnly same-site cookie
+    assert _https(secured, tls_files, "/v1/session", "POST")[0] == 401
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    status, headers, _ = _https(secured, tls_files, "/v1/session", "POST", auth)
+    assert status == 204
+    cookie = headers["Set-Cookie"]
+    assert cookie.startswith("vfo_otel_session=") and TOKEN not in cookie
+    for attribute in ("HttpOnly", "SameSite=Strict", "Path=/v1/", "Secure"):
+        assert attribute in cookie, cookie
+    session = cookie.split(";")[0]
+    for path in routes:
+        assert _https(secured, tls_files, path, headers={"Cookie": session})[0] == 200
+    # the live stream, as a browser EventSource opens it: no header, the session cookie
     ctx = ssl.create_default_context(cafile=tls_files.cert_file)
     conn = http.client.HTTPSConnection("127.0.0.1", secured.http_port, timeout=DEADLINE_S, context=ctx)
     try:
         conn.request(
-            "GET", f"/v1/runs/http-run/snapshot:watch?access_token={TOKEN}", headers={"Origin": ORIGIN}
+            "GET", "/v1/runs/http-run/snapshot:watch", headers={"Origin": ORIGIN, "Cookie": session}
         )
         resp = conn.getresponse()
         assert resp.status == 200 and resp.getheader("Content-Type") == "text/event-stream"
@@ -204,7 +217,7 @@ def test_https_reads_need_the_token_in_the_header_or_access_token(
     assert _https(secured, tls_files, "/")[0] == 200  # so does the page (it holds no data)
 
 
-def test_the_token_comparison_is_constant_time(
+def test_every_token_check_goes_through_hmac_compare_digest_on_bytes(
     secured: ReceiverThread, tls_files: TlsFiles, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[tuple[bytes, bytes]] = []
@@ -305,7 +318,7 @@ def test_nothing_but_ingest_writes_to_the_store(secured: ReceiverThread, tls_fil
         "/",
     ]:
         assert _https(secured, tls_files, path, headers=auth)[0] == 200
-        for method in ("POST", "PUT", "PATCH", "DELETE"):
+        for method in ("POST", "PUT", "PATCH", "DELETE") if path != "/v1/session" else ():
             status, _, _ = _https(
                 secured, tls_files, path, method, {**auth, "Content-Type": "application/json"}
             )

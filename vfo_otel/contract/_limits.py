@@ -28,6 +28,12 @@ class Limits(BaseModel):
         max_detail_length: longest error detail kept (characters); longer is truncated.
         max_command_length: longest command line kept (characters); longer is truncated.
         max_attribute_length: longest extra attribute value kept (characters).
+        max_attributes: most extra attributes an event keeps; past it the first
+            ``max_attributes - 1`` keys (sorted) are kept and ``attributes_original_count``
+            records how many came (as the emitter does).
+        max_attribute_key_length: longest extra attribute key (characters); longer is rejected.
+        max_upstream_node_ids: most upstream node ids one event may name (the workflow's
+            edges into its node); more is rejected.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -36,6 +42,9 @@ class Limits(BaseModel):
     max_detail_length: int = Field(64 * 1024, ge=64)
     max_command_length: int = Field(16 * 1024, ge=64)
     max_attribute_length: int = Field(4096, ge=64)
+    max_attributes: int = Field(128, ge=2, le=4096)
+    max_attribute_key_length: int = Field(256, ge=8, le=65536)
+    max_upstream_node_ids: int = Field(256, ge=1, le=65536)
 
 
 #: Unicode categories Cc (control: C0, DEL, C1) and Cs (surrogates): never allowed in an id.
@@ -61,6 +70,9 @@ def check_event(event: ev.RunEvent, limits: Limits) -> None:
     """
     if event.state == ev.STATE_UNSPECIFIED:
         raise ValueError("state is unspecified")
+    n_upstream, most_upstream = len(event.upstream_node_ids), limits.max_upstream_node_ids
+    if n_upstream > most_upstream:
+        raise ValueError(f"{n_upstream} upstream node ids, over the limit of {most_upstream}")
     ids = [getattr(event, name) for name in _ID_FIELDS]
     upstream = event.upstream_node_ids
     longest = max(map(len, ids))
@@ -78,9 +90,25 @@ def check_event(event: ev.RunEvent, limits: Limits) -> None:
     if event.HasField("command"):
         _check_command(event, limits)
     if event.attributes:
-        for k, v in list(event.attributes.items()):
-            if len(v) > limits.max_attribute_length:
-                event.attributes[k] = v[: limits.max_attribute_length]
+        _check_attributes(event, limits)
+
+
+def _check_attributes(event: ev.RunEvent, limits: Limits) -> None:
+    attrs = event.attributes
+    for k in attrs:
+        if len(k) > limits.max_attribute_key_length:
+            raise ValueError(
+                f"attribute key of {len(k)} characters, over the limit of {limits.max_attribute_key_length}"
+            )
+    if len(attrs) > limits.max_attributes:
+        keep = sorted(attrs)[: limits.max_attributes - 1]
+        kept = {k: attrs[k] for k in keep}
+        kept["attributes_original_count"] = str(len(attrs))
+        attrs.clear()
+        attrs.update(kept)
+    for k, v in list(attrs.items()):
+        if len(v) > limits.max_attribute_length:
+            attrs[k] = v[: limits.max_attribute_length]
 
 
 def _check_command(event: ev.RunEvent, limits: Limits) -> None:

@@ -92,6 +92,10 @@ _REQUIRED_IDS: dict[int, tuple[str, ...]] = {
 }
 #: Most extra attributes (``RunEvent.attributes``) an emitted event keeps; see _cap_extra_attributes.
 MAX_EXTRA_ATTRIBUTES = 64
+#: Most live entities (started, not ended) the emitter tracks; past it a new entity's span starts
+#: only at its terminal event (counted in ``stats.untracked``), so a runner that never ends its
+#: entities cannot grow the emitter's memory without bound.
+MAX_LIVE_ENTITIES = 100_000
 
 
 
@@ -606,6 +610,16 @@ class Emitter:
                     waiting.time_ns = now_ns
                 self._emit(waiting)
 
+    def _untracked(self) -> None:
+        self.stats.untracked += 1
+        if "untracked" not in self._warned:
+            self._warned.add("untracked")
+            _log.warning(
+                "vfo_otel emitter holds %d live entities (never ended?): new ones are not tracked "
+                "until some end; counted in Emitter.stats.untracked",
+                MAX_LIVE_ENTITIES,
+            )
+
     def _run_id_reused(self, run_id: str) -> None:
         """A run this emitter ended starts again: two executions under one run id (counted, warned once)."""
         self.stats.run_ids_reused += 1
@@ -798,6 +812,9 @@ class Emitter:
         terminal = event.state in _TERMINAL
         counted = live is not None and live.span is not None  # a live descendant of its ancestors
         if live is None or live.span is None:
+            if not terminal and len(self._live) >= MAX_LIVE_ENTITIES:
+                self._untracked()  # its log records and metrics still go out; its span starts at its end
+                return
             start_ns = now_ns
             if terminal and event.duration_ns is not None:  # start seen elsewhere: its real start time
                 start_ns = max(now_ns - max(event.duration_ns, 0), 0)

@@ -127,6 +127,8 @@ class EmitterStats:
             by :meth:`Emitter.shutdown`.
         run_ids_reused: run-scope starts of a run id whose run this emitter had ended (two
             executions under one run id; warned once).
+        untracked: entities started while the emitter already held ``MAX_LIVE_ENTITIES`` live
+            ones (their span is started at their terminal event; warned once).
         exported: records (``logs``: log records, ``spans``: spans) in exports the receiver or
             collector acknowledged; only for the exporters the emitter built itself.
         dropped: records in exports that failed for good (receiver down past the exporter's
@@ -151,6 +153,7 @@ class EmitterStats:
     deferred: int = 0
     abandoned: int = 0
     run_ids_reused: int = 0
+    untracked: int = 0
     overflowed: dict[str, int] = field(default_factory=dict)
     heartbeats: int = 0
     late_events: int = 0

@@ -27,6 +27,7 @@ from vfo_otel.receiver._decode import (
     parse_traces,
 )
 from vfo_otel.receiver._errors import (
+    Internal,
     Invalid,
     NotFound,
     Overloaded,
@@ -84,6 +85,7 @@ __all__ = [
     "EventRecord",
     "EventStore",
     "Fold",
+    "Internal",
     "Invalid",
     "NotFound",
     "Overloaded",

@@ -132,12 +132,17 @@ def _children(buf: bytes, number: int) -> list[bytes]:
     return [v for n, v in _fields(buf) if n == number and v is not None]
 
 
-def _origin(resource: resource_pb2.Resource) -> ev.Origin:
-    attrs = otlp_attributes_to_dict(resource.attributes)
+def _origin(resource: resource_pb2.Resource, limits: Limits) -> ev.Origin:
+    """The events' Origin from their OTLP resource (service.name, service.version, host.name),
+    each cut to ``limits.max_id_length`` characters: a resource is shared by every record of its
+    batch and copied into each event, so its text is bounded like an id."""
+    wanted = (c.Key.SERVICE_NAME, c.Key.SERVICE_VERSION, c.Key.HOST_NAME)
+    attrs = otlp_attributes_to_dict(kv for kv in resource.attributes if kv.key in wanted)
+    most = limits.max_id_length
 
     def text(key: str) -> str:
         v = attrs.get(key)
-        return v if isinstance(v, str) else ""
+        return v[:most] if isinstance(v, str) else ""
 
     return ev.Origin(
         service_name=text(c.Key.SERVICE_NAME),
@@ -152,7 +157,7 @@ def decode_logs(request: logs_service_pb2.ExportLogsServiceRequest, limits: Limi
     records = out.records
     is_vfo, fast = is_vfo_log_record, log_record_event
     for rl in request.resource_logs:
-        origin = _origin(rl.resource)
+        origin = _origin(rl.resource, limits)
         for sl in rl.scope_logs:
             for i, record in enumerate(sl.log_records):
                 if not is_vfo(record):
@@ -198,7 +203,7 @@ def decode_traces(request: trace_service_pb2.ExportTraceServiceRequest, limits: 
     """Decode the vfo span events of an ``ExportTraceServiceRequest``."""
     out = Decoded()
     for rs in request.resource_spans:
-        origin = _origin(rs.resource)
+        origin = _origin(rs.resource, limits)
         for ss in rs.scope_spans:
             for span in ss.spans:
                 _decode_span(out, span, origin, limits)
@@ -275,7 +280,7 @@ def _parse(
         pass
     out = Decoded()
     for resource, records in _split(data, kind, record_type):
-        origin = _origin(resource)
+        origin = _origin(resource, limits)
         for i, record in records:
             if isinstance(record, Exception):
                 out.reject(f"{kind} {i}", record)

@@ -159,21 +159,41 @@ def add_counts(out: db.StateCounts, by_state: list[int]) -> None:
 
 
 def depths(upstream: dict[str, set[str]]) -> dict[str, int]:
-    """Longest path from a root for each node; nodes on a cycle get the depth reached so far."""
+    """Longest path from a root for each node; nodes on a cycle get the depth reached so far.
+
+    Iterative (an explicit stack, no recursion), so a chain of any length is fine: the
+    depth-first walk visits upstream ids in sorted order, and an upstream id met again while
+    it is being visited (a cycle) counts as depth 0.
+    """
     depth: dict[str, int] = {}
     visiting: set[str] = set()
-
-    def visit(n: str) -> int:
-        if n in depth:
-            return depth[n]
-        if n in visiting:
-            return 0
-        visiting.add(n)
-        d = 1 + max((visit(u) for u in sorted(upstream.get(n, ()))), default=-1)
-        visiting.discard(n)
-        depth[n] = d
-        return d
-
-    for n in sorted(upstream):
-        visit(n)
+    for root in sorted(upstream):
+        if root in depth:
+            continue
+        visiting.add(root)
+        # frames: [node, its sorted upstream ids, next index, deepest upstream so far]
+        stack: list[list[Any]] = [[root, sorted(upstream.get(root, ())), 0, -1]]
+        while stack:
+            frame = stack[-1]
+            ups = frame[1]
+            if frame[2] < len(ups):
+                u = ups[frame[2]]
+                frame[2] += 1
+                if u in depth:
+                    value = depth[u]
+                elif u in visiting:
+                    value = 0
+                else:
+                    visiting.add(u)
+                    stack.append([u, sorted(upstream.get(u, ())), 0, -1])
+                    continue
+                if value > frame[3]:
+                    frame[3] = value
+                continue
+            stack.pop()
+            node = frame[0]
+            visiting.discard(node)
+            d = depth[node] = frame[3] + 1
+            if stack and d > stack[-1][3]:
+                stack[-1][3] = d
     return depth

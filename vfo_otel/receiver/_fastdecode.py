@@ -303,6 +303,8 @@ def _fast_event(
         if not ids.isprintable():  # (Cc and Cs are never printable)
             raise _Slow
         if upstream:
+            if len(upstream) > limits.max_upstream_node_ids:
+                raise _Slow
             joined = "".join(upstream)
             if (len(joined) > most and max(map(len, upstream)) > most) or not joined.isprintable():
                 raise _Slow
@@ -313,9 +315,11 @@ def _fast_event(
         if argv and sum(map(len, argv)) > limits.max_command_length:
             raise _Slow
         if extras:
-            most = limits.max_attribute_length
-            for v in extras.values():
-                if len(v) > most:
+            if len(extras) > limits.max_attributes:
+                raise _Slow
+            most, most_key = limits.max_attribute_length, limits.max_attribute_key_length
+            for k, v in extras.items():
+                if len(v) > most or len(k) > most_key:
                     raise _Slow
     event = _RunEvent(  # (a keyword given as None costs as much as one set afterwards)
         event_id=event_id,

@@ -37,7 +37,14 @@ from vfo_otel._gen.vfo.dashboard.v1 import dashboard_pb2 as db
 from vfo_otel._gen.vfo.dashboard.v1 import dashboard_pb2_grpc as db_grpc
 from vfo_otel.contract import Limits
 from vfo_otel.receiver._decode import Decoded, RequestError, parse_logs, parse_traces
-from vfo_otel.receiver._errors import Invalid, Overloaded, ReceiverError, Unauthenticated, grpc_code
+from vfo_otel.receiver._errors import (
+    Invalid,
+    Overloaded,
+    ReceiverError,
+    Unauthenticated,
+    grpc_code,
+    internal_error,
+)
 from vfo_otel.receiver._selection import Selection
 from vfo_otel.receiver._service import Receiver, make_selection
 from vfo_otel.receiver._sqlite import StoreError
@@ -99,6 +106,9 @@ class _Otlp:
             return None
         except StoreError as exc:  # retryable for the sender: nothing of the batch was acknowledged
             await _abort(context, Overloaded(f"event store unavailable: {exc}", retry_after_s=5.0))
+            return None
+        except Exception as exc:
+            await _abort(context, _internal(self.receiver, exc, f"OTLP {signal} export"))
             return None
 
 
@@ -217,6 +227,8 @@ class SnapshotServicer(db_grpc.SnapshotServiceServicer):
             return fn()
         except ReceiverError as exc:
             await _abort(context, exc)
+        except Exception as exc:
+            await _abort(context, _internal(self._receiver, exc, "SnapshotService"))
 
     async def ListRuns(
         self, request: db.ListRunsRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -245,6 +257,15 @@ class SnapshotServicer(db_grpc.SnapshotServiceServicer):
                 yield db.WatchSnapshotResponse(snapshot=snap)
         except ReceiverError as exc:
             await _abort(context, exc)
+        except Exception as exc:
+            await _abort(context, _internal(self._receiver, exc, "SnapshotService/WatchSnapshot"))
+
+
+def _internal(receiver: Receiver, exc: Exception, where: str) -> ReceiverError:
+    def count() -> None:
+        receiver.stats.internal_errors += 1
+
+    return internal_error(exc, where, count)
 
 
 def _selection(request: db.GetSnapshotRequest | db.WatchSnapshotRequest) -> Selection:

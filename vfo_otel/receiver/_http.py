@@ -16,10 +16,11 @@ are the protobuf JSON mapping of the very same messages the gRPC API returns):
 Errors are ``{"code": <grpc code number>, "message": ...}`` (google.rpc.Status shape)
 with the HTTP status from :mod:`vfo_otel.receiver._errors`.
 
-Security: every route is read-only (other methods answer 405). With a token configured,
-``/v1/*`` needs ``Authorization: Bearer <token>`` or, for a browser ``EventSource`` that
-cannot send headers, the RFC 6750 ``access_token`` query parameter; both are compared in
-constant time. CORS is closed by default; an allowed origin gets
+Security: every route is read-only (other methods answer 405) but ``POST /v1/session``.
+With a token configured, ``/v1/*`` needs ``Authorization: Bearer <token>`` or, on a GET, the
+dashboard's session cookie (HttpOnly, SameSite=Strict), which ``POST /v1/session`` with the
+header sets: a browser ``EventSource`` cannot send headers, and a token is never accepted in a
+URL. Both are compared in constant time. CORS is closed by default; an allowed origin gets
 ``Access-Control-Allow-Origin`` and an answer to its preflight ``OPTIONS``.
 
 Thread/async contract: runs on the receiver's event loop.
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import hmac
 import socket
 from collections.abc import Awaitable, Callable
@@ -41,7 +43,14 @@ from google.protobuf.message import Message
 
 from vfo_otel.contract import state_number
 from vfo_otel.receiver._config import split_address
-from vfo_otel.receiver._errors import Invalid, ReceiverError, Unauthenticated, grpc_code, http_status
+from vfo_otel.receiver._errors import (
+    Invalid,
+    ReceiverError,
+    Unauthenticated,
+    grpc_code,
+    http_status,
+    internal_error,
+)
 from vfo_otel.receiver._selection import Selection
 from vfo_otel.receiver._service import Receiver, make_selection
 
@@ -113,8 +122,10 @@ async def _watch(request: web.Request) -> web.StreamResponse:
     r = request.app[_RECEIVER]
     run_id = request.match_info["run_id"]
     after = _int(request, "after_revision")
-    last_id = request.headers.get("Last-Event-ID", "")
-    if last_id.isdigit():  # an EventSource reconnecting resumes after its last revision
+    last_id = request.headers.get("Last-Event-ID", "").strip()
+    if last_id:  # an EventSource reconnecting resumes after its last revision (an id we sent)
+        if not (last_id.isascii() and last_id.isdigit() and len(last_id) <= 20):
+            raise Invalid(f"Last-Event-ID must be a snapshot revision (a decimal number), got {last_id!r}")
         after = max(after, int(last_id))
     selection = _selection(request)  # a bad query is a 400, before the stream starts
     r.check_run(run_id, selection)
@@ -163,14 +174,43 @@ async def _index(request: web.Request) -> web.StreamResponse:
     return web.Response(body=page.read_bytes(), content_type="text/html")
 
 
+#: The dashboard's session cookie (HttpOnly, SameSite=Strict, path /v1/): set by POST /v1/session.
+SESSION_COOKIE = "vfo_otel_session"
+
+
+def _session_value(token: str) -> str:
+    """The session cookie's value: HMAC-SHA256 of a fixed label keyed by the token (so the cookie
+    is not the token itself, and changes when the token does)."""
+    return hmac.new(token.encode(), b"vfo-otel dashboard session", hashlib.sha256).hexdigest()
+
+
 def _authorized(request: web.Request, token: str) -> bool:
-    """Constant-time check of the bearer token: the Authorization header, or ``access_token``."""
+    """Constant-time check: ``Authorization: Bearer <token>``, or on a GET the dashboard's session
+    cookie (a browser EventSource cannot set headers; tokens never go into URLs, which end up
+    in logs, histories and Referer headers)."""
     header = request.headers.get("Authorization", "").encode()
     ok = hmac.compare_digest(header, f"Bearer {token}".encode())
-    query = request.query.get("access_token")
-    if query is not None:  # RFC 6750 section 2.3: for EventSource, which cannot set headers
-        ok = hmac.compare_digest(query.encode(), token.encode()) or ok
+    cookie = request.cookies.get(SESSION_COOKIE) if request.method == "GET" else None
+    if cookie is not None:
+        ok = hmac.compare_digest(cookie.encode(), _session_value(token).encode()) or ok
     return ok
+
+
+async def _session(request: web.Request) -> web.Response:
+    """``POST /v1/session`` (authorized by the Authorization header, like every /v1/ route): set
+    the dashboard's session cookie. 204; without a configured token there is nothing to set."""
+    resp = web.Response(status=204)
+    token = request.app[_RECEIVER].config.auth_token
+    if token is not None:
+        resp.set_cookie(
+            SESSION_COOKIE,
+            _session_value(token.get_secret_value()),
+            path="/v1/",
+            httponly=True,
+            samesite="Strict",
+            secure=request.secure,
+        )
+    return resp
 
 
 _PREFLIGHT_MAX_AGE_S = 600
@@ -204,6 +244,14 @@ async def _errors_and_auth(
         resp = await handler(request)
     except ReceiverError as exc:
         resp = _error(exc)
+    except web.HTTPException:  # aiohttp's own answers (404 of an unknown path, 405 ...)
+        raise
+    except Exception as exc:
+
+        def count() -> None:
+            r.stats.internal_errors += 1
+
+        resp = _error(internal_error(exc, f"HTTP {request.method} {request.path}", count))
     return resp
 
 
@@ -225,6 +273,7 @@ def create_http_app(receiver: Receiver) -> web.Application:
     app.router.add_get("/v1/runs/{run_id}/snapshot", _snapshot)
     app.router.add_get("/v1/runs/{run_id}/snapshot:watch", _watch)
     app.router.add_get("/v1/stats", _stats)
+    app.router.add_post("/v1/session", _session)
     app.router.add_get("/", _index)
     static = _static_dir()
     if static.is_dir():

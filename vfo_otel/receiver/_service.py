@@ -162,6 +162,8 @@ class ReceiverStats:
         runs_expired: runs removed by retention.
         stale_nodes: node attempts flagged stale now (running/waiting, silent past stale_after_s).
         heartbeat_lost: synthetic HeartbeatLost events written by this receiver.
+        internal_errors: requests that failed on a fault of the receiver itself (logged with
+            their traceback; clients get INTERNAL / 500 without details).
     """
 
     events_received: int = 0
@@ -174,6 +176,7 @@ class ReceiverStats:
     metrics_points_ignored: int = 0
     stale_nodes: int = 0
     heartbeat_lost: int = 0
+    internal_errors: int = 0
     by_signal: dict[str, int] = field(default_factory=dict)
 
 
@@ -182,6 +185,7 @@ class _RunWatch:
 
     def __init__(self) -> None:
         self.cond = asyncio.Condition()
+        self.watchers = 0  # the entry is removed when the last watcher leaves
 
 
 class Receiver:
@@ -349,8 +353,7 @@ class Receiver:
         self.stats.duplicates += len(events) - len(new)
         self.stats.by_signal[signal] = self.stats.by_signal.get(signal, 0) + len(new)
         changed = self.fold.apply_records(new)
-        limit = self.config.retention_runs
-        if limit is not None and len(self.fold.runs) > limit + max(limit // 10, 1):
+        if self._over_run_limit():
             self._schedule_retention()  # retention_runs bounds memory, not only the hourly sweep
         now, stale_after = time.time_ns(), self._stale_after_ns()
         for run_id in changed:
@@ -367,11 +370,21 @@ class Receiver:
 
         async def sweep() -> None:
             try:
-                await self.apply_retention()
+                # Runs that arrived while a sweep ran are not in it: sweep again until under the
+                # bound, so it holds once ingest pauses, whatever the machine's load.
+                while True:
+                    await self.apply_retention()
+                    if not self._over_run_limit():
+                        return
             except Exception:  # never crash after start; the next ingest or sweep tries again
                 _log.exception("retention failed")
 
         self._retention_soon = asyncio.create_task(sweep(), name="vfo-retention-now")
+
+    def _over_run_limit(self) -> bool:
+        """More runs than ``retention_runs`` plus a margin of 10% (at least 1): sweep now."""
+        limit = self.config.retention_runs
+        return limit is not None and len(self.fold.runs) > limit + max(limit // 10, 1)
 
     @property
     def pending_events(self) -> int:
@@ -483,12 +496,18 @@ class Receiver:
         if page_size > 1000:
             raise Invalid("page_size must be <= 1000")
         size = page_size or 50
+        if page_size < 0:
+            raise Invalid(f"page_size must be >= 0, got {page_size}")
         offset = 0
         if page_token:
+            bad = Invalid(f"malformed page_token {page_token!r}: pass next_page_token of a response")
             try:
-                offset = int(base64.urlsafe_b64decode(page_token.encode()).decode())
-            except (ValueError, UnicodeDecodeError) as exc:
-                raise Invalid(f"malformed page_token {page_token!r}") from exc
+                text = base64.urlsafe_b64decode(page_token.encode("ascii")).decode("ascii")
+            except (ValueError, UnicodeError) as exc:
+                raise bad from exc
+            if not (text.isdigit() and len(text) <= 12):  # digits only: no sign, no huge number
+                raise bad
+            offset = int(text)
         items = []
         for run in self.fold.runs.values():
             header = run.header()
@@ -518,20 +537,31 @@ class Receiver:
         """
         self.check_run(run_id, selection)
         watch = self._watches.setdefault(run_id, _RunWatch())
-        last = after_revision
-        last_epoch = self._epoch.get(run_id, 0)
-        while True:
-            run = self.fold.runs.get(run_id)
-            if run is None:
-                raise NotFound(f"run {run_id!r} was removed")
-            epoch = self._epoch.get(run_id, 0)
-            if run.revision > last or epoch != last_epoch:
-                snap = self.snapshot(run_id, selection)
-                last, last_epoch = max(last, snap.revision), epoch
-                yield snap
-                continue
-            async with watch.cond:
-                await watch.cond.wait_for(functools.partial(self._changed, run_id, last, last_epoch))
+        watch.watchers += 1
+        try:
+            last = after_revision
+            last_epoch = self._epoch.get(run_id, 0)
+            while True:
+                run = self.fold.runs.get(run_id)
+                if run is None:
+                    raise NotFound(f"run {run_id!r} was removed")
+                epoch = self._epoch.get(run_id, 0)
+                if run.revision > last or epoch != last_epoch:
+                    snap = self.snapshot(run_id, selection)
+                    last, last_epoch = max(last, snap.revision), epoch
+                    yield snap
+                    continue
+                async with watch.cond:
+                    await watch.cond.wait_for(functools.partial(self._changed, run_id, last, last_epoch))
+        finally:
+            watch.watchers -= 1
+            if watch.watchers == 0 and self._watches.get(run_id) is watch:
+                del self._watches[run_id]  # the table holds only runs someone watches
+
+    @property
+    def watched_runs(self) -> int:
+        """Runs with at least one live watcher (the size of the watcher table)."""
+        return len(self._watches)
 
     def _changed(self, run_id: str, revision: int, epoch: int) -> bool:
         """True when the run was removed, has a revision greater than ``revision``, or its

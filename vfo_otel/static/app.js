@@ -6,8 +6,8 @@
 //   GET /v1/runs/{run_id}/snapshot?pipeline_id=&asset_id=&asset_page_token=  one snapshot (first load, diagnostics)
 //   GET /v1/runs/{run_id}/snapshot:watch?...&after_revision=   Server-Sent Events, one
 //       DashboardSnapshot per revision; EventSource resends Last-Event-ID when it reconnects.
-// Auth: when the receiver requires a bearer token, open the page as /?access_token=TOKEN; the
-// page then adds access_token to every API URL (RFC 6750: EventSource cannot send headers).
+// Auth: when the receiver requires a bearer token the page asks for it and trades it for a
+// same-site HttpOnly session cookie (POST /v1/session); no token ever goes into a URL.
 // JSON is the protobuf JSON mapping: camelCase names, enums as "STATE_FAILED", 64-bit
 // integers as strings, Durations as "1.5s", fields at their default value omitted.
 
@@ -93,9 +93,35 @@ const runHref = (runId, sel = {}) => {
   const qs = q.toString();
   return `#/run/${encodeURIComponent(runId)}${qs ? `?${qs}` : ""}`;
 };
-// The bearer token from the page URL (/?access_token=...), passed on to every API request.
-const ACCESS_TOKEN = new URLSearchParams(location.search).get("access_token") || "";
-const withToken = (q) => { if (ACCESS_TOKEN) q.set("access_token", ACCESS_TOKEN); return q; };
+// Auth: a receiver that requires a bearer token answers 401; the page then asks for the token
+// once and trades it (POST /v1/session, Authorization header) for an HttpOnly same-site session
+// cookie, which fetch and EventSource send by themselves. The token is never put in a URL.
+const withToken = (q) => q;
+async function signIn(token) {
+  const resp = await fetch("/v1/session", {
+    method: "POST", headers: { Authorization: `Bearer ${token}` }, cache: "no-store", credentials: "same-origin",
+  });
+  return resp.status === 204;
+}
+function showSignIn() {
+  if (document.getElementById("signin")) return;
+  const box = document.createElement("form");
+  box.id = "signin";
+  box.className = "signin";
+  box.dataset.testid = "signin";
+  box.innerHTML = `<p>This receiver requires a bearer token.</p>
+    <label>Token <input type="password" name="token" autocomplete="current-password" data-testid="signin-token" required></label>
+    <button type="submit" data-testid="signin-submit">Sign in</button> <span class="signin-error" role="alert"></span>`;
+  box.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const ok = await signIn(box.elements.token.value).catch(() => false);
+    if (!ok) { box.querySelector(".signin-error").textContent = "not accepted"; return; }
+    box.remove();
+    view?.stop(); view = null; route();
+  });
+  document.body.prepend(box);
+  box.elements.token.focus();
+}
 const STALE = html` <span class="stale" data-testid="stale" title="no event (heartbeat included) for longer than the receiver's stale_after">(stale)</span>`;
 const snapshotUrl = (runId, sel, watch, after) => {
   const q = withToken(new URLSearchParams());
@@ -123,7 +149,7 @@ async function getJson(url, signal) {
   try { body = text ? JSON.parse(text) : {}; } catch { /* not JSON */ }
   if (!resp.ok) {
     let msg = body?.message || text || resp.statusText;
-    if (resp.status === 401) msg += " — this receiver requires a bearer token: open the page as /?access_token=TOKEN";
+    if (resp.status === 401) { msg += " — this receiver requires a bearer token: sign in above"; showSignIn(); }
     throw new ApiError(resp.status, `HTTP ${resp.status}: ${msg}`);
   }
   if (body === null) throw new ApiError(resp.status, "the receiver answered with something that is not JSON");
