@@ -340,3 +340,158 @@ def test_golden_expectations_in_words() -> None:
         "upload": ("STATE_FAILED", True),
     }
     assert g3["revision"] == "8"  # 9 events, one delivered twice
+
+
+# ---------------------------------------------------------------------------------------------
+# Hand-derived expectations: every state, time, count and total of each golden, worked out from
+# the scenario's events and docs/fold.md by hand (the derivation in the comments), not from the
+# fold. A golden regenerated from a wrong fold fails here.
+# Times are seconds after T0 (2026-01-01T00:00:00Z); None = not set.
+# ---------------------------------------------------------------------------------------------
+
+_PREFIX = "STATE_"
+
+HAND: dict[str, dict[str, Any]] = {
+    "retry_and_fan_in": {
+        # run: reported running at 0 and failed at 24 (emitter duration 24 s): its own error
+        "run": ("FAILED", 0, 24, 24, "PipelineFailed"),
+        # pipeline p: running at 0.1, failed at 24 after 23.9 s
+        "pipelines": {"p": ("FAILED", 0.1, 24, 23.9, "AssetFailed")},
+        # x: running at 1, complete at 9 (8 s); every node's latest attempt complete
+        # y: running at 21, failed at 23 (2 s), its own NodeFailed
+        "assets": {
+            ("p", "x"): ("COMPLETE", 1, 9, 8, ""),
+            ("p", "y"): ("FAILED", 21, 23, 2, "NodeFailed"),
+        },
+        # x's attempts: start = earliest running, end = terminal time, duration = the emitter's
+        "attempts": {
+            ("a", 1): ("COMPLETE", 2, 3, 1, 0),
+            ("b", 1): ("FAILED", 3, 4, 1, 75),
+            ("b", 2): ("COMPLETE", 6, 8, 2, 0),
+            ("c", 1): ("COMPLETE", 3, 5, 2, 0),
+            ("d", 1): ("COMPLETE", 8, 9, 1, 0),
+        },
+        # latest attempts: x a,b,c,d complete; y a failed, b,c,d skipped. All attempts add x.b1.
+        "summary": {
+            "pipelines": {"failed": 1},
+            "assets": {"complete": 1, "failed": 1},
+            "nodes": {"complete": 4, "failed": 1, "skipped": 3},
+            "attempts": {"complete": 4, "failed": 2, "skipped": 3},
+        },
+        # stage -> (latest attempts by state, total and max duration of attempts that ran)
+        # analyze: x.a 1 s, x.c 2 s, y.a 1 s; encode: x.b1 1 s, x.b2 2 s; package: x.d 1 s
+        "stages": {
+            "analyze": ({"complete": 2, "failed": 1, "skipped": 1}, 4, 2),
+            "encode": ({"complete": 1, "skipped": 1}, 3, 2),
+            "package": ({"complete": 1, "skipped": 1}, 1, 1),
+        },
+        "revision": 31,  # 2 + 2 x (1 asset start + 4 queued) + 11 (x) + 1 + 1 + 3 + 1 (y) + 2 ends
+    },
+    "derived_only": {
+        # nothing reported above the nodes: every state derived (rule 4), times widened (rule 5)
+        # m.fetch: complete at 1 after 1 s -> start 0; n.fetch: complete at 2 after 1.5 s -> 0.5
+        # n.parse: queued at 2 (start = its first event); z.lock: running at 3, waiting at 4
+        "run": ("RUNNING", 0, None, None, ""),  # p running + q waiting -> running
+        "pipelines": {
+            "p": ("RUNNING", 0, None, None, ""),  # m complete + n running -> running
+            "q": ("WAITING", 3, None, None, ""),  # z waiting
+        },
+        "assets": {
+            ("p", "m"): ("COMPLETE", 0, 1, 1, ""),  # all kids ended: end 1, duration 1 - 0
+            ("p", "n"): ("RUNNING", 0.5, None, None, ""),  # one node complete, one queued
+            ("q", "z"): ("WAITING", 3, None, None, ""),
+        },
+        "attempts": {  # the selected asset n
+            ("fetch", 1): ("COMPLETE", 0.5, 2, 1.5, None),
+            ("parse", 1): ("QUEUED", 2, None, None, None),
+        },
+        "summary": {
+            "pipelines": {"running": 1, "waiting": 1},
+            "assets": {"complete": 1, "running": 1, "waiting": 1},
+            "nodes": {"complete": 2, "queued": 1, "waiting": 1},
+            "attempts": {"complete": 2, "queued": 1, "waiting": 1},
+        },
+        # io: m.fetch 1 s, n.fetch 1.5 s ran; z.lock is waiting; cpu: n.parse queued
+        "stages": {
+            "cpu": ({"queued": 1}, None, None),
+            "io": ({"complete": 2, "waiting": 1}, 2.5, 1.5),
+        },
+        "revision": 5,
+    },
+    "out_of_order_and_heartbeat": {
+        # encode: running at 1 (and a late running at 11), complete at 10 after 9 s: complete wins
+        # thumb: running at 11, HeartbeatLost at 80 (synthetic), complete at 12 after 1 s: the real end wins
+        # upload: running at 11, HeartbeatLost at 80 (synthetic, no duration): 80 - 11 = 69 s
+        # asset, pipeline, run: unreported, derived failed from upload, each naming its failed child;
+        # start = earliest child start 1, end = latest child end 80 -> 79 s
+        "run": ("FAILED", 1, 80, 79, "PipelineFailed"),
+        "pipelines": {"p": ("FAILED", 1, 80, 79, "AssetFailed")},
+        "assets": {("p", "clip"): ("FAILED", 1, 80, 79, "NodeFailed")},
+        "attempts": {
+            ("encode", 1): ("COMPLETE", 1, 10, 9, 0),
+            ("thumb", 1): ("COMPLETE", 11, 12, 1, 0),
+            ("upload", 1): ("FAILED", 11, 80, 69, None),
+        },
+        "summary": {
+            "pipelines": {"failed": 1},
+            "assets": {"failed": 1},
+            "nodes": {"complete": 2, "failed": 1},
+            "attempts": {"complete": 2, "failed": 1},
+        },
+        "stages": {
+            "encode": ({"complete": 2}, 10, 9),  # encode 9 s + thumb 1 s
+            "publish": ({"failed": 1}, 69, 69),
+        },
+        "revision": 8,  # 9 events, the complete of encode delivered twice
+    },
+}
+
+
+
+
+def _times(msg: Any, start: str = "start_time", end: str = "end_time") -> tuple[Any, Any, Any]:
+    from tests.receiver import T0_NS
+
+    def sec(field: str, origin: int) -> float | None:
+        if not msg.HasField(field):
+            return None
+        value = getattr(msg, field).ToNanoseconds() - origin
+        return round(value / 1e9, 3)
+
+    return sec(start, T0_NS), sec(end, T0_NS), sec("duration", 0)
+
+
+def _counts(c: db.StateCounts) -> dict[str, int]:
+    names = ("queued", "running", "waiting", "complete", "failed", "skipped")
+    return {k: getattr(c, k) for k in names if getattr(c, k)}
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_golden_matches_the_hand_derivation(name: str) -> None:
+    doc = json.loads((GOLDEN / f"{name}.json").read_text(encoding="utf-8"))
+    snap = json_format.ParseDict(doc["snapshot"], db.DashboardSnapshot())
+    hand = HAND[name]
+
+    def row(msg: Any) -> tuple[Any, ...]:
+        return (ev.State.Name(msg.state).removeprefix(_PREFIX), *_times(msg), msg.error.error_class)
+
+    assert row(snap.run) == hand["run"]
+    assert {p.pipeline_id: row(p) for p in snap.pipelines} == hand["pipelines"]
+    assert {(p.pipeline_id, a.asset_id): row(a) for p in snap.pipelines for a in p.assets} == hand["assets"]
+    attempts = {}
+    for d in snap.node_details:
+        for a in d.attempts:
+            exit_code = a.exit_code if a.HasField("exit_code") else None
+            attempts[(d.node_id, a.attempt_id)] = (
+                ev.State.Name(a.state).removeprefix(_PREFIX), *_times(a), exit_code
+            )
+    assert attempts == hand["attempts"]
+    for kind, counts in hand["summary"].items():
+        assert _counts(getattr(snap.summary, kind)) == counts, kind
+    stages = {}
+    for st_ in snap.stage_totals:
+        total = round(st_.total_duration.ToNanoseconds() / 1e9, 3) if st_.HasField("total_duration") else None
+        most = round(st_.max_duration.ToNanoseconds() / 1e9, 3) if st_.HasField("max_duration") else None
+        stages[st_.stage_id] = (_counts(st_.counts), total, most)
+    assert stages == hand["stages"]
+    assert snap.revision == hand["revision"]
