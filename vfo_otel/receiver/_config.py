@@ -9,12 +9,22 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 
 from vfo_otel.contract import Limits
 
-__all__ = ["DEFAULT_GRPC_ADDRESS", "DEFAULT_HTTP_ADDRESS", "ReceiverConfig", "split_address"]
+__all__ = [
+    "DEFAULT_GRPC_ADDRESS",
+    "DEFAULT_HTTP_ADDRESS",
+    "DEFAULT_OTLP_HTTP_ADDRESS",
+    "ReceiverConfig",
+    "split_address",
+]
 
 #: OTLP gRPC (TraceService, LogsService, MetricsService) + SnapshotService + health: the standard OTLP port.
 DEFAULT_GRPC_ADDRESS = "127.0.0.1:4317"
 #: HTTP JSON API, live stream (SSE) and dashboard.
 DEFAULT_HTTP_ADDRESS = "127.0.0.1:8686"
+#: OTLP/HTTP ingest (POST /v1/logs, /v1/traces, /v1/metrics): the standard OTLP/HTTP port. Off
+#: unless asked for (``otlp_http_address``, ``serve --otlp-http-address``): a local collector
+#: usually holds it already.
+DEFAULT_OTLP_HTTP_ADDRESS = "127.0.0.1:4318"
 
 
 def split_address(address: str) -> tuple[str, int]:
@@ -33,6 +43,8 @@ class ReceiverConfig(BaseModel):
     Attributes:
         grpc_address: bind address of the gRPC server (port 0: any free port).
         http_address: bind address of the HTTP server; None disables HTTP.
+        otlp_http_address: bind address of the OTLP/HTTP ingest server (POST ``/v1/logs``,
+            ``/v1/traces``, ``/v1/metrics``); None (the default) disables it.
         store_path: SQLite file (":memory:" keeps nothing across restarts).
         fsync: fsync every commit (survives power loss, slower).
         retention_runs: keep at most this many runs (newest by last event); None: no limit.
@@ -54,6 +66,7 @@ class ReceiverConfig(BaseModel):
 
     grpc_address: str = DEFAULT_GRPC_ADDRESS
     http_address: str | None = DEFAULT_HTTP_ADDRESS
+    otlp_http_address: str | None = None
     store_path: str = "vfo-otel.sqlite3"
     fsync: bool = False
     retention_runs: int | None = Field(1000, ge=1)
@@ -66,7 +79,7 @@ class ReceiverConfig(BaseModel):
     stale_after_s: float = Field(120.0, gt=0)
     heartbeat_lost_after_s: float | None = Field(None, gt=0)
 
-    @field_validator("grpc_address", "http_address")
+    @field_validator("grpc_address", "http_address", "otlp_http_address")
     @classmethod
     def _address(cls, value: str | None) -> str | None:
         if value is not None:

@@ -21,6 +21,7 @@ from aiohttp import web
 from vfo_otel.receiver._config import ReceiverConfig
 from vfo_otel.receiver._grpc import create_server
 from vfo_otel.receiver._http import start_http
+from vfo_otel.receiver._otlp_http import start_otlp_http
 from vfo_otel.receiver._service import Receiver
 
 __all__ = ["GC_THRESHOLD", "ReceiverServer", "ReceiverThread", "TlsFiles", "tune_gc"]
@@ -71,6 +72,7 @@ class ReceiverServer:
         receiver: the core (store, fold, watchers).
         grpc_port: bound gRPC port after start (0 before).
         http_port: bound HTTP port after start (0 before, or when HTTP is disabled).
+        otlp_http_port: bound OTLP/HTTP port after start (0 before, or when it is disabled).
     """
 
     def __init__(self, config: ReceiverConfig, tls: TlsFiles | None = None) -> None:
@@ -79,8 +81,10 @@ class ReceiverServer:
         self._tls = tls
         self._grpc: grpc.aio.Server | None = None
         self._http: web.AppRunner | None = None
+        self._otlp_http: web.AppRunner | None = None
         self.grpc_port = 0
         self.http_port = 0
+        self.otlp_http_port = 0
 
     async def start(self) -> None:
         """Open and replay the store, then start both servers. Runs on the event loop.
@@ -96,12 +100,18 @@ class ReceiverServer:
             if self.config.http_address is not None:
                 ctx = self._tls.ssl_context() if self._tls else None
                 self._http, self.http_port = await start_http(self.receiver, ssl_context=ctx)
+            if self.config.otlp_http_address is not None:
+                ctx = self._tls.ssl_context() if self._tls else None
+                self._otlp_http, self.otlp_http_port = await start_otlp_http(self.receiver, ssl_context=ctx)
         except BaseException:
             await self.stop()
             raise
 
     async def stop(self, grace_s: float = 1.0) -> None:
-        """Stop HTTP, then gRPC (in-flight exports get ``grace_s`` seconds), then the store."""
+        """Stop OTLP/HTTP and HTTP, then gRPC (in-flight exports get ``grace_s`` seconds), then the store."""
+        if self._otlp_http is not None:
+            otlp_http, self._otlp_http = self._otlp_http, None
+            await otlp_http.cleanup()
         if self._http is not None:
             http, self._http = self._http, None
             await http.cleanup()
@@ -140,6 +150,11 @@ class ReceiverThread:
     def http_port(self) -> int:
         """The bound HTTP port (0 before start, or when HTTP is disabled)."""
         return self.server.http_port
+
+    @property
+    def otlp_http_port(self) -> int:
+        """The bound OTLP/HTTP port (0 before start, or when OTLP/HTTP is disabled)."""
+        return self.server.otlp_http_port
 
     def call(self, coro: Any, timeout_s: float = 30.0) -> Any:
         """Run a coroutine on the receiver's loop and wait for its result."""
