@@ -28,6 +28,7 @@ from __future__ import annotations
 import hmac
 import math
 import socket
+import time
 import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -55,6 +56,7 @@ from vfo_otel.receiver._errors import (
 from vfo_otel.receiver._otlp_json import parse_logs_json, parse_metrics_json, parse_traces_json
 from vfo_otel.receiver._service import Receiver
 from vfo_otel.receiver._sqlite import StoreError
+from vfo_otel.receiver._telemetry import refusal_reason
 
 __all__ = ["create_otlp_http_app", "start_otlp_http"]
 
@@ -202,6 +204,8 @@ _SIGNALS: dict[str, tuple[_Parse, _Parse, type[Message], str]] = {
 def _handler(signal: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def export(request: web.Request) -> web.StreamResponse:
         receiver = request.app[_RECEIVER]
+        telemetry = receiver.telemetry
+        started = time.perf_counter()
         encoding = JSON
         try:
             encoding = _encoding(request)
@@ -226,12 +230,16 @@ def _handler(signal: str) -> Callable[[web.Request], Awaitable[web.StreamRespons
                 partial = resp.partial_success  # type: ignore[attr-defined]
                 setattr(partial, rejected_field, decoded.rejected)
                 partial.error_message = decoded.message()
+            telemetry.export_answered("http", signal, time.perf_counter() - started)
             return _answer(resp, encoding)
         except _HttpOnly as exc:
+            telemetry.refused("http", "too_large" if exc.status == 413 else "unsupported_media_type")
             return _failure(exc.status, exc.code, str(exc), encoding)
         except ReceiverError as exc:
+            telemetry.refused("http", refusal_reason(exc))
             return _receiver_failure(exc, encoding)
         except StoreError as exc:  # retryable for the sender: nothing of the batch was acknowledged
+            telemetry.refused("http", "store_unavailable")
             return _receiver_failure(
                 Overloaded(f"event store unavailable: {exc}", retry_after_s=5.0), encoding
             )

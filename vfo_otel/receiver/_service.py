@@ -44,6 +44,7 @@ from vfo_otel.receiver._fold import ActiveAttempt, AttemptKey, Fold, RunFold
 from vfo_otel.receiver._record import EventRecord, record_of
 from vfo_otel.receiver._selection import Selection, parse_asset_page_token
 from vfo_otel.receiver._sqlite import EventStore
+from vfo_otel.receiver._telemetry import ReceiverTelemetry
 
 __all__ = [
     "HEARTBEAT_LOST",
@@ -164,6 +165,7 @@ class Receiver:
     def __init__(self, config: ReceiverConfig) -> None:
         self.config = config
         self.stats = ReceiverStats()
+        self.telemetry = ReceiverTelemetry(self)  # GET /metrics
         self.fold = Fold(dedup=False)  # the store de-duplicates
         self._store: EventStore | None = None
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vfo-store")
@@ -307,10 +309,12 @@ class Receiver:
             self.stats.overloaded += 1
             raise Overloaded(f"ingest queue full ({self._pending} events pending); retry later")
         self._pending += len(events)
+        started = time.perf_counter()
         try:
             new = await asyncio.get_running_loop().run_in_executor(self._io, store.append, events)
         finally:
             self._pending -= len(events)
+        self.telemetry.commit_done(time.perf_counter() - started)
         self.stats.events_received += len(events)
         self.stats.events_stored += len(new)
         self.stats.duplicates += len(events) - len(new)
@@ -411,7 +415,9 @@ class Receiver:
         key = (run_id, sel)
         epoch = self._epoch.get(run_id, 0)
         cached = self._cache.get(key)
-        if cached is not None and cached[0] == run.revision and cached[1] == epoch:
+        hit = cached is not None and cached[0] == run.revision and cached[1] == epoch
+        self.telemetry.cache_read(hit)
+        if cached is not None and hit:
             return cached[2]
         snap = run.snapshot(sel, time.time_ns(), self._stale_after_ns())
         if len(self._cache) > 256:
@@ -472,6 +478,11 @@ class Receiver:
             out.next_page_token = base64.urlsafe_b64encode(str(offset + size).encode()).decode()
         return out
 
+    @property
+    def snapshot_cache_size(self) -> int:
+        """Snapshots held in the cache now."""
+        return len(self._cache)
+
     async def watch(
         self, run_id: str, selection: Selection | None = None, after_revision: int = 0
     ) -> AsyncIterator[db.DashboardSnapshot]:
@@ -484,6 +495,16 @@ class Receiver:
             NotFound: unknown run (when the watch starts). Invalid: as :meth:`check_run`.
         """
         self.check_run(run_id, selection)
+        self.telemetry.watchers += 1  # a live stream, until it ends however it ends
+        try:
+            async for snap in self._watch(run_id, selection, after_revision):
+                yield snap
+        finally:
+            self.telemetry.watchers -= 1
+
+    async def _watch(
+        self, run_id: str, selection: Selection | None, after_revision: int
+    ) -> AsyncIterator[db.DashboardSnapshot]:
         watch = self._watches.setdefault(run_id, _RunWatch())
         last = after_revision
         last_epoch = self._epoch.get(run_id, 0)
