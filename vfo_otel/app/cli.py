@@ -127,6 +127,24 @@ def _receiver_options(f: Any) -> Any:
     f" this address, e.g. {DEFAULT_OTLP_HTTP_ADDRESS} (the standard OTLP/HTTP port). Default: off.",
 )
 @click.option(
+    "--openlineage-url",
+    default=None,
+    help="Send OpenLineage RunEvents of node attempts and runs to this endpoint"
+    " (POST <url>/api/v1/lineage). Default: off.",
+)
+@click.option(
+    "--openlineage-file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Append OpenLineage RunEvents to this file (one JSON event a line). Default: off.",
+)
+@click.option(
+    "--openlineage-namespace",
+    default=_default("openlineage_namespace"),
+    show_default=True,
+    help="OpenLineage job namespace.",
+)
+@click.option(
     "--max-request-bytes",
     type=click.IntRange(min=1024),
     default=_default("max_request_bytes"),
@@ -173,6 +191,9 @@ def serve(
     retention_days: float | None,
     fsync: bool,
     otlp_http_address: str | None,
+    openlineage_url: str | None,
+    openlineage_file: str | None,
+    openlineage_namespace: str,
     max_request_bytes: int,
     auth_token_file: str | None,
     tls_cert: str | None,
@@ -199,6 +220,9 @@ def serve(
         retention_days=retention_days,
         fsync=fsync,
         otlp_http_address=otlp_http_address,
+        openlineage_url=openlineage_url,
+        openlineage_file=openlineage_file,
+        openlineage_namespace=openlineage_namespace,
         max_request_bytes=max_request_bytes,
         auth_token=token,
         cors_origins=list(cors_origin),

@@ -57,6 +57,10 @@ class ReceiverConfig(BaseModel):
         stale_after_s: a running or waiting node attempt with no event (heartbeats included)
             for longer than this is flagged ``stale`` in snapshots (default 120 s: four missed
             30 s heartbeats).
+        openlineage_url: send OpenLineage RunEvents of node attempts and runs to this HTTP
+            endpoint (``POST <url>/api/v1/lineage``); None (default): off.
+        openlineage_file: append OpenLineage RunEvents to this file (JSON lines); None: off.
+        openlineage_namespace: the OpenLineage job namespace (default ``vfo``).
         heartbeat_lost_after_s: when set, a running or waiting attempt silent for longer than
             this is ended by the receiver with a synthetic ``failed`` / ``HeartbeatLost``
             event (None: policy off, the default). Must be >= ``stale_after_s``.
@@ -78,6 +82,9 @@ class ReceiverConfig(BaseModel):
     limits: Limits = Field(default_factory=Limits)
     stale_after_s: float = Field(120.0, gt=0)
     heartbeat_lost_after_s: float | None = Field(None, gt=0)
+    openlineage_url: str | None = None
+    openlineage_file: str | None = None
+    openlineage_namespace: str = Field("vfo", min_length=1)
 
     @field_validator("grpc_address", "http_address", "otlp_http_address")
     @classmethod

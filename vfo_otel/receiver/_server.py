@@ -13,7 +13,7 @@ import gc
 import logging
 import ssl
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from aiohttp import web
@@ -23,6 +23,9 @@ from vfo_otel.receiver._grpc import create_server
 from vfo_otel.receiver._http import start_http
 from vfo_otel.receiver._otlp_http import start_otlp_http
 from vfo_otel.receiver._service import Receiver
+
+if TYPE_CHECKING:
+    from vfo_otel.receiver._openlineage import OpenLineageSink
 
 __all__ = ["GC_THRESHOLD", "ReceiverServer", "ReceiverThread", "TlsFiles", "tune_gc"]
 
@@ -85,6 +88,8 @@ class ReceiverServer:
         self.grpc_port = 0
         self.http_port = 0
         self.otlp_http_port = 0
+        #: OpenLineage sinks (one per configured transport; empty when off).
+        self.lineage: list[OpenLineageSink] = []
 
     async def start(self) -> None:
         """Open and replay the store, then start both servers. Runs on the event loop.
@@ -92,7 +97,12 @@ class ReceiverServer:
         Raises:
             vfo_otel.receiver.StoreError, RuntimeError, OSError: start-up failed (nothing left running).
         """
-        await self.receiver.start()
+        self._start_lineage()
+        try:
+            await self.receiver.start()
+        except BaseException:
+            self._stop_lineage()
+            raise
         try:
             creds = self._tls.grpc_credentials() if self._tls else None
             self._grpc, self.grpc_port = await create_server(self.receiver, credentials=creds)
@@ -119,6 +129,40 @@ class ReceiverServer:
             server, self._grpc = self._grpc, None
             await server.stop(grace_s)
         await self.receiver.stop()
+        await asyncio.get_running_loop().run_in_executor(None, self._stop_lineage)
+
+    def _start_lineage(self) -> None:
+        """Build and start the OpenLineage sinks and feed them from the receiver (before its replay)."""
+        cfg = self.config
+        if not (cfg.openlineage_url or cfg.openlineage_file):
+            return
+        try:
+            from vfo_otel.receiver._openlineage import OpenLineageSink
+        except ImportError as exc:  # the optional dependency
+            raise RuntimeError(
+                "OpenLineage needs the openlineage-python client:"
+                f" pip install 'vfo-otel[openlineage]' ({exc})"
+            ) from exc
+        state = None if cfg.store_path == ":memory:" else cfg.store_path + ".openlineage"
+        for kind, url, path in (("http", cfg.openlineage_url, None), ("file", None, cfg.openlineage_file)):
+            if url or path:
+                try:
+                    sink = OpenLineageSink(
+                        url=url,
+                        file_path=path,
+                        state_path=f"{state}-{kind}" if state else None,
+                        namespace=cfg.openlineage_namespace,
+                    )
+                except ValueError as exc:  # e.g. a malformed URL: fail fast, with the option's name
+                    raise RuntimeError(f"openlineage_{'url' if url else 'file'}: {exc}") from exc
+                sink.start()
+                self.lineage.append(sink)
+                self.receiver.after_commit.append(sink.feed)
+
+    def _stop_lineage(self) -> None:
+        sinks, self.lineage = self.lineage, []
+        for sink in sinks:
+            sink.stop()
 
     async def __aenter__(self) -> ReceiverServer:
         await self.start()

@@ -30,7 +30,7 @@ import functools
 import hashlib
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -166,6 +166,9 @@ class Receiver:
         self.config = config
         self.stats = ReceiverStats()
         self.telemetry = ReceiverTelemetry(self)  # GET /metrics
+        #: Called on the loop with the records new to the store after each commit, and with every
+        #: replayed record at start; must not block (the OpenLineage sink only queues).
+        self.after_commit: list[Callable[[Sequence[EventRecord]], None]] = []
         self.fold = Fold(dedup=False)  # the store de-duplicates
         self._store: EventStore | None = None
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vfo-store")
@@ -202,6 +205,8 @@ class Receiver:
                 break
             for e in batch:
                 self.fold.apply(e)
+            if self.after_commit:
+                self._after_commit([record_of(e) for e in batch])
             replayed += len(batch)
         self._started = True
         if replayed:
@@ -319,6 +324,8 @@ class Receiver:
         self.stats.events_stored += len(new)
         self.stats.duplicates += len(events) - len(new)
         self.stats.by_signal[signal] = self.stats.by_signal.get(signal, 0) + len(new)
+        if self.after_commit and new:
+            self._after_commit(new)
         changed = self.fold.apply_records(new)
         limit = self.config.retention_runs
         if limit is not None and len(self.fold.runs) > limit + max(limit // 10, 1):
@@ -330,6 +337,13 @@ class Receiver:
                 self._stale[run_id] = run.stale_keys(now, stale_after)
             await self._wake(run_id)
         return len(new)
+
+    def _after_commit(self, records: Sequence[EventRecord]) -> None:
+        for hook in self.after_commit:
+            try:
+                hook(records)
+            except Exception:  # the events are committed: a hook's failure never fails ingest
+                _log.exception("after-commit hook failed")
 
     def _schedule_retention(self) -> None:
         """Run retention soon, once at a time (runs on the loop; ingest does not wait for it)."""
