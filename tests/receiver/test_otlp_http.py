@@ -476,6 +476,18 @@ def test_bodies_over_the_limit_are_413_on_the_wire_and_after_gzip_without_memory
         assert thread.server.receiver.stats.events_stored == 1
 
 
+def test_a_gzip_body_of_several_members_split_across_reads_is_read_whole(receiver: ReceiverThread) -> None:
+    events = [node(f"n{i}", C, t_s=i, run="gz-run") for i in range(40)]
+    body = logs_request([vfo_log_record(e) for e in events]).SerializeToString()
+    third = len(body) // 3
+    members = b"".join(
+        gzip.compress(part) for part in (body[:third], body[third : 2 * third], body[2 * third :])
+    )
+    status, _, data = _post(receiver.otlp_http_port, "/v1/logs", members, PB, {"Content-Encoding": "gzip"})
+    assert status == 200, data
+    assert receiver.server.receiver.stats.events_stored == 40
+
+
 def test_a_bearer_token_is_required_when_configured() -> None:
     body = logs_request([vfo_log_record(node("n", C, t_s=1, run="auth-run"))]).SerializeToString()
     with ReceiverThread(_config(auth_token="s3cret")) as thread:

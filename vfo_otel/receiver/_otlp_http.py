@@ -90,19 +90,26 @@ class _Gunzip:
         self._z = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
 
     def feed(self, data: bytes) -> list[bytes]:
+        """Inflate the next piece of the body; returns the output (at most the limit in all).
+
+        Raises:
+            _HttpOnly: 413, the output would pass the limit. zlib.error: not gzip.
+        """
         out: list[bytes] = []
         while data:
             if self._z.eof:  # a further gzip member (RFC 1952 allows several)
-                data = self._z.unused_data + data
                 self._z = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-            piece = self._z.decompress(data, self._limit - self._size + 1)
+            piece = self._z.decompress(data, self._limit - self._size + 1)  # bounded output
             self._size += len(piece)
             if self._size > self._limit:
                 raise _too_large(self._limit)
             out.append(piece)
-            data = self._z.unconsumed_tail or (self._z.unused_data if self._z.eof else b"")
-            if self._z.eof and not self._z.unused_data:
-                break
+            if self._z.unconsumed_tail:
+                data = self._z.unconsumed_tail
+            elif self._z.eof:
+                data = self._z.unused_data
+            else:
+                data = b""
         return out
 
     def close(self) -> None:
