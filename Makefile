@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 BUF_VERSION := 1.75.0
 
-.PHONY: demo test setup proto lint-proto lint typecheck bench clean
+.PHONY: demo test setup proto lint-proto lint typecheck bench clean js-deps
 
 $(BIN)/vfo-otel: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,8 +19,14 @@ setup: $(BIN)/vfo-otel
 demo: setup
 	$(BIN)/vfo-otel demo
 
-test: setup lint-proto
+test: setup lint-proto js-deps
 	$(BIN)/python -m pytest -q
+
+# The OpenTelemetry JS SDK exporters that tests/receiver/test_js_sdk.py drives (pinned by the lockfile).
+js-deps: tests/js/node_modules/.package-lock.json
+
+tests/js/node_modules/.package-lock.json: tests/js/package-lock.json
+	npm ci --prefix tests/js --no-audit --no-fund
 
 # Regenerate vfo_otel/_gen from proto/ (tests/test_generated.py fails when stale).
 proto: setup
@@ -39,4 +45,4 @@ bench: setup
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache tests/js/node_modules

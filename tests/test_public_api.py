@@ -77,7 +77,9 @@ SUBPACKAGE_SURFACES = {
     },
     "vfo_otel.receiver": {
         "ActiveAttempt", "AttemptKey", "DEFAULT_ASSET_PAGE_SIZE", "DEFAULT_GRPC_ADDRESS",
-        "DEFAULT_HTTP_ADDRESS", "Decoded", "EventRecord", "EventStore", "Fold", "GC_THRESHOLD",
+        "DEFAULT_HTTP_ADDRESS", "DEFAULT_OTLP_HTTP_ADDRESS", "create_otlp_http_app", "start_otlp_http",
+        "parse_logs_json", "parse_traces_json", "parse_metrics_json", "Decoded", "EventRecord",
+        "EventStore", "Fold", "GC_THRESHOLD",
         "HEARTBEAT_LOST", "Internal", "Invalid", "LIVENESS_SOURCE_ID", "MAX_ASSET_PAGE_SIZE", "NotFound",
         "Overloaded",
         "Receiver", "ReceiverConfig", "ReceiverError", "ReceiverServer", "ReceiverStats", "ReceiverThread",

@@ -286,10 +286,28 @@ def test_grafana_datasources_and_dashboard() -> None:
         assert metric in exprs
     for label in ("vfo_state", "vfo_stage_id", "error_type", "vfo_scope"):
         assert label in exprs
-    # Dashboards may only group by allow-listed labels (plus histogram `le`).
+    # Dashboards may only group by allow-listed labels (plus histogram `le`); the receiver's own
+    # series (vfo_receiver_*) by their closed label sets.
     allowed = {"vfo_scope", "vfo_pipeline_id", "vfo_stage_id", "vfo_state", "error_type", "le"}
-    for by in re.findall(r"by \(([^)]*)\)", exprs):
-        assert {x.strip() for x in by.split(",")} <= allowed, by
+    receiver_labels = {"transport", "signal", "reason", "result", "le"}
+    for target in (t for p in dash["panels"] for t in p["targets"]):
+        own = "vfo_receiver_" in target["expr"]
+        for by in re.findall(r"by \(([^)]*)\)", target["expr"]):
+            assert {x.strip() for x in by.split(",")} <= (receiver_labels if own else allowed), by
+    # One row of panels for the receiver itself, over the series of GET /metrics (docs/receiver.md).
+    rows = [p for p in dash["panels"] if p["type"] == "row"]
+    assert [r["title"] for r in rows] == ["vfo-otel receiver (its own /metrics)"]
+    for metric in (
+        "vfo_receiver_events_stored_total",
+        "vfo_receiver_requests_rejected_total",
+        "vfo_receiver_export_duration_seconds_bucket",
+        "vfo_receiver_store_commit_duration_seconds_bucket",
+        "vfo_receiver_watchers",
+        "vfo_receiver_snapshot_cache_requests_total",
+        "vfo_receiver_snapshot_cache_entries",
+        "vfo_receiver_retention_runs_deleted_total",
+    ):
+        assert metric in exprs
     for panel in dash["panels"]:
         for target in panel["targets"]:
             assert target["datasource"]["uid"] in by_uid

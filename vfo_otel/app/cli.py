@@ -22,7 +22,12 @@ import grpc
 from google.protobuf import json_format
 
 from vfo_otel.contract import STATES, state_number
-from vfo_otel.receiver import DEFAULT_GRPC_ADDRESS, DEFAULT_HTTP_ADDRESS, ReceiverConfig
+from vfo_otel.receiver import (
+    DEFAULT_GRPC_ADDRESS,
+    DEFAULT_HTTP_ADDRESS,
+    DEFAULT_OTLP_HTTP_ADDRESS,
+    ReceiverConfig,
+)
 
 __all__ = ["main"]
 
@@ -116,6 +121,30 @@ def _receiver_options(f: Any) -> Any:
 @_receiver_options
 @click.option("--fsync", is_flag=True, help="fsync every commit (survives power loss; slower).")
 @click.option(
+    "--otlp-http-address",
+    default=None,
+    help=f"Also take OTLP/HTTP (POST /v1/logs, /v1/traces, /v1/metrics; protobuf or JSON, gzip) on"
+    f" this address, e.g. {DEFAULT_OTLP_HTTP_ADDRESS} (the standard OTLP/HTTP port). Default: off.",
+)
+@click.option(
+    "--openlineage-url",
+    default=None,
+    help="Send OpenLineage RunEvents of node attempts and runs to this endpoint"
+    " (POST <url>/api/v1/lineage). Default: off.",
+)
+@click.option(
+    "--openlineage-file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Append OpenLineage RunEvents to this file (one JSON event a line). Default: off.",
+)
+@click.option(
+    "--openlineage-namespace",
+    default=_default("openlineage_namespace"),
+    show_default=True,
+    help="OpenLineage job namespace.",
+)
+@click.option(
     "--max-request-bytes",
     type=click.IntRange(min=1024),
     default=_default("max_request_bytes"),
@@ -161,6 +190,10 @@ def serve(
     retention_runs: int,
     retention_days: float | None,
     fsync: bool,
+    otlp_http_address: str | None,
+    openlineage_url: str | None,
+    openlineage_file: str | None,
+    openlineage_namespace: str,
     max_request_bytes: int,
     auth_token_file: str | None,
     tls_cert: str | None,
@@ -169,7 +202,7 @@ def serve(
     stale_after_s: float,
     heartbeat_lost_after_s: float | None,
 ) -> None:
-    """Run the receiver: OTLP/gRPC in (traces, logs), dashboard snapshots out over gRPC and HTTP JSON.
+    """Run the receiver: OTLP in (traces, logs; gRPC, and HTTP when asked), snapshots out (gRPC, HTTP JSON).
 
     Binds to loopback (127.0.0.1) by default; any other address must be given explicitly.
     Stops on SIGINT/SIGTERM after in-flight exports finish.
@@ -186,6 +219,10 @@ def serve(
         retention_runs=retention_runs,
         retention_days=retention_days,
         fsync=fsync,
+        otlp_http_address=otlp_http_address,
+        openlineage_url=openlineage_url,
+        openlineage_file=openlineage_file,
+        openlineage_namespace=openlineage_namespace,
         max_request_bytes=max_request_bytes,
         auth_token=token,
         cors_origins=list(cors_origin),
@@ -208,6 +245,9 @@ def serve(
         grpc_host = config.grpc_address.rsplit(":", 1)[0]
         http_host = (config.http_address or "").rsplit(":", 1)[0]
         http = f", HTTP on {http_host}:{server.http_port}" if server.http_port else ""
+        if server.otlp_http_port:
+            otlp_http_host = (config.otlp_http_address or "").rsplit(":", 1)[0]
+            http += f", OTLP/HTTP on {otlp_http_host}:{server.otlp_http_port}"
         click.echo(
             f"vfo-otel receiver: OTLP/gRPC on {grpc_host}:{server.grpc_port}{http}, "
             f"store {config.store_path}",

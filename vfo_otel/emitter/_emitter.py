@@ -52,6 +52,7 @@ from vfo_otel.contract import (
 )
 from vfo_otel.contract import conventions as c
 from vfo_otel.contract.conventions import Key
+from vfo_otel.emitter._otlp import build_otlp_exporter, otlp_protocol
 from vfo_otel.emitter._runner import RunHandle
 from vfo_otel.emitter._sdk import (
     NEXT_IDS,
@@ -170,8 +171,14 @@ class Emitter:
     not shut them down).
 
     Args:
-        endpoint: OTLP gRPC endpoint, e.g. ``http://127.0.0.1:4317``; None lets the SDK read
-            ``OTEL_EXPORTER_OTLP_ENDPOINT`` (default ``http://localhost:4317``).
+        endpoint: OTLP endpoint: for gRPC e.g. ``http://127.0.0.1:4317``; for HTTP the base URL,
+            e.g. ``http://127.0.0.1:4318``, to which ``/v1/traces``, ``/v1/logs`` and
+            ``/v1/metrics`` are appended (as ``OTEL_EXPORTER_OTLP_ENDPOINT`` is). None lets the
+            SDK read ``OTEL_EXPORTER_OTLP_ENDPOINT`` (default ``http://localhost:4317`` for gRPC,
+            ``http://localhost:4318`` for HTTP).
+        protocol: ``"grpc"`` or ``"http/protobuf"``; None reads the standard
+            ``OTEL_EXPORTER_OTLP_PROTOCOL`` (default ``grpc``). ``http/json`` has no exporter
+            in the Python SDK and is refused (ValueError).
         service_name: ``service.name`` (default: ``OTEL_SERVICE_NAME`` or ``vfo``).
         resource_attributes: extra resource attributes; ``vfo.*`` keys are refused (ValueError)
             because entity ids must never be resource attributes.
@@ -215,6 +222,7 @@ class Emitter:
         heartbeat_interval_s: float | None = 30.0,
         handle_sigterm: bool = False,
         export_timeout_s: float | None = None,
+        protocol: str | None = None,
     ) -> None:
         if cardinality_limit < 2:
             raise ValueError("cardinality_limit must be >= 2 (one slot is the overflow series)")
@@ -227,6 +235,8 @@ class Emitter:
         self.stats = EmitterStats()
 
         self._endpoint = endpoint
+        otlp_protocol(protocol)  # a bad protocol (argument or OTEL_EXPORTER_OTLP_PROTOCOL) fails here
+        self._protocol = protocol  # per-signal variables are read when each exporter is built
         self._export_timeout_s = export_timeout_s
         self._metric_readers = list(metric_readers)
         self._export_metrics_otlp = export_metrics_otlp
@@ -275,19 +285,20 @@ class Emitter:
         tracer_provider, logger_provider, meter_provider = self._given
         resource, endpoint, timeout = self.resource, self._endpoint, self._export_timeout_s
         stats = self.stats
+        protocol = self._protocol
+
+        def otlp_exporter(signal: str, endpoint: str | None, timeout: float | None) -> Any:
+            return build_otlp_exporter(signal, protocol, endpoint, timeout)
+
         self._owned: list[Any] = []
         if tracer_provider is None:
-            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-
             tracer_provider = TracerProvider(resource=resource)
-            spans = CountingSpanExporter(OTLPSpanExporter(endpoint=endpoint, timeout=timeout), stats)
+            spans = CountingSpanExporter(otlp_exporter("traces", endpoint, timeout), stats)
             tracer_provider.add_span_processor(CountingSpanProcessor(BatchSpanProcessor(spans), stats))
             self._owned.append(tracer_provider)
         if logger_provider is None:
-            from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
-
             logger_provider = LoggerProvider(resource=resource)
-            logs = CountingLogExporter(OTLPLogExporter(endpoint=endpoint, timeout=timeout), stats)
+            logs = CountingLogExporter(otlp_exporter("logs", endpoint, timeout), stats)
             logger_provider.add_log_record_processor(
                 CountingLogProcessor(BatchLogRecordProcessor(logs), stats)
             )
@@ -295,11 +306,9 @@ class Emitter:
         if meter_provider is None:
             readers = list(self._metric_readers)
             if self._export_metrics_otlp:
-                from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
-
                 readers.append(
                     PeriodicExportingMetricReader(
-                        OTLPMetricExporter(endpoint=endpoint, timeout=timeout),
+                        otlp_exporter("metrics", endpoint, timeout),
                         export_interval_millis=self._metric_export_interval_ms,
                     )
                 )

@@ -8,13 +8,15 @@ messages for a :class:`Selection`.
 
 Service and edges: :class:`Receiver` (store + fold + snapshot cache + watchers + liveness +
 retention, on one event loop), the thin gRPC (:func:`create_server`) and HTTP
-(:func:`start_http`) adapters, :class:`ReceiverThread` (both servers in a background
+(:func:`start_http`) adapters, OTLP/HTTP ingest (:func:`start_otlp_http`; OTLP/JSON through
+:func:`parse_logs_json` / :func:`parse_traces_json`), :class:`ReceiverThread` (both servers in a background
 thread), :class:`ReceiverConfig` and the errors, mapped once to gRPC codes and HTTP statuses.
 """
 
 from vfo_otel.receiver._config import (
     DEFAULT_GRPC_ADDRESS,
     DEFAULT_HTTP_ADDRESS,
+    DEFAULT_OTLP_HTTP_ADDRESS,
     ReceiverConfig,
     split_address,
 )
@@ -50,6 +52,8 @@ from vfo_otel.receiver._fold import (
 )
 from vfo_otel.receiver._grpc import create_server
 from vfo_otel.receiver._http import create_http_app, start_http
+from vfo_otel.receiver._otlp_http import create_otlp_http_app, start_otlp_http
+from vfo_otel.receiver._otlp_json import parse_logs_json, parse_metrics_json, parse_traces_json
 from vfo_otel.receiver._record import EventRecord, record_of
 from vfo_otel.receiver._selection import (
     DEFAULT_ASSET_PAGE_SIZE,
@@ -74,6 +78,7 @@ __all__ = [
     "DEFAULT_ASSET_PAGE_SIZE",
     "DEFAULT_GRPC_ADDRESS",
     "DEFAULT_HTTP_ADDRESS",
+    "DEFAULT_OTLP_HTTP_ADDRESS",
     "GC_THRESHOLD",
     "HEARTBEAT_LOST",
     "LIVENESS_SOURCE_ID",
@@ -104,6 +109,7 @@ __all__ = [
     "Unauthenticated",
     "asset_page_token",
     "create_http_app",
+    "create_otlp_http_app",
     "create_server",
     "decode_logs",
     "decode_traces",
@@ -115,7 +121,10 @@ __all__ = [
     "make_selection",
     "parse_asset_page_token",
     "parse_logs",
+    "parse_logs_json",
+    "parse_metrics_json",
     "parse_traces",
+    "parse_traces_json",
     "record_of",
     "resolve_state",
     "silent_entity_event",
@@ -123,5 +132,6 @@ __all__ = [
     "span_events",
     "split_address",
     "start_http",
+    "start_otlp_http",
     "tune_gc",
 ]

@@ -9,12 +9,22 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 
 from vfo_otel.contract import Limits
 
-__all__ = ["DEFAULT_GRPC_ADDRESS", "DEFAULT_HTTP_ADDRESS", "ReceiverConfig", "split_address"]
+__all__ = [
+    "DEFAULT_GRPC_ADDRESS",
+    "DEFAULT_HTTP_ADDRESS",
+    "DEFAULT_OTLP_HTTP_ADDRESS",
+    "ReceiverConfig",
+    "split_address",
+]
 
 #: OTLP gRPC (TraceService, LogsService, MetricsService) + SnapshotService + health: the standard OTLP port.
 DEFAULT_GRPC_ADDRESS = "127.0.0.1:4317"
 #: HTTP JSON API, live stream (SSE) and dashboard.
 DEFAULT_HTTP_ADDRESS = "127.0.0.1:8686"
+#: OTLP/HTTP ingest (POST /v1/logs, /v1/traces, /v1/metrics): the standard OTLP/HTTP port. Off
+#: unless asked for (``otlp_http_address``, ``serve --otlp-http-address``): a local collector
+#: usually holds it already.
+DEFAULT_OTLP_HTTP_ADDRESS = "127.0.0.1:4318"
 
 
 def split_address(address: str) -> tuple[str, int]:
@@ -33,6 +43,8 @@ class ReceiverConfig(BaseModel):
     Attributes:
         grpc_address: bind address of the gRPC server (port 0: any free port).
         http_address: bind address of the HTTP server; None disables HTTP.
+        otlp_http_address: bind address of the OTLP/HTTP ingest server (POST ``/v1/logs``,
+            ``/v1/traces``, ``/v1/metrics``); None (the default) disables it.
         store_path: SQLite file (":memory:" keeps nothing across restarts).
         fsync: fsync every commit (survives power loss, slower).
         retention_runs: keep at most this many runs (newest by last event); None: no limit.
@@ -45,6 +57,10 @@ class ReceiverConfig(BaseModel):
         stale_after_s: a running or waiting node attempt with no event (heartbeats included)
             for longer than this is flagged ``stale`` in snapshots (default 120 s: four missed
             30 s heartbeats).
+        openlineage_url: send OpenLineage RunEvents of node attempts and runs to this HTTP
+            endpoint (``POST <url>/api/v1/lineage``); None (default): off.
+        openlineage_file: append OpenLineage RunEvents to this file (JSON lines); None: off.
+        openlineage_namespace: the OpenLineage job namespace (default ``vfo``).
         heartbeat_lost_after_s: when set, a running or waiting attempt silent for longer than
             this is ended by the receiver with a synthetic ``failed`` / ``HeartbeatLost``
             event (None: policy off, the default). Must be >= ``stale_after_s``.
@@ -54,6 +70,7 @@ class ReceiverConfig(BaseModel):
 
     grpc_address: str = DEFAULT_GRPC_ADDRESS
     http_address: str | None = DEFAULT_HTTP_ADDRESS
+    otlp_http_address: str | None = None
     store_path: str = "vfo-otel.sqlite3"
     fsync: bool = False
     retention_runs: int | None = Field(1000, ge=1)
@@ -65,8 +82,11 @@ class ReceiverConfig(BaseModel):
     limits: Limits = Field(default_factory=Limits)
     stale_after_s: float = Field(120.0, gt=0)
     heartbeat_lost_after_s: float | None = Field(None, gt=0)
+    openlineage_url: str | None = None
+    openlineage_file: str | None = None
+    openlineage_namespace: str = Field("vfo", min_length=1)
 
-    @field_validator("grpc_address", "http_address")
+    @field_validator("grpc_address", "http_address", "otlp_http_address")
     @classmethod
     def _address(cls, value: str | None) -> str | None:
         if value is not None:

@@ -21,6 +21,7 @@ Thread/async contract: runs on one asyncio loop (grpc.aio).
 from __future__ import annotations
 
 import hmac
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -48,6 +49,7 @@ from vfo_otel.receiver._errors import (
 from vfo_otel.receiver._selection import Selection
 from vfo_otel.receiver._service import Receiver, make_selection
 from vfo_otel.receiver._sqlite import StoreError
+from vfo_otel.receiver._telemetry import refusal_reason
 
 __all__ = ["create_server"]
 
@@ -102,12 +104,15 @@ class _Otlp:
             await self.receiver.ingest(decoded.records, signal)
             return decoded
         except ReceiverError as exc:
+            self.receiver.telemetry.refused("grpc", refusal_reason(exc))
             await _abort(context, exc)
             return None
         except StoreError as exc:  # retryable for the sender: nothing of the batch was acknowledged
+            self.receiver.telemetry.refused("grpc", "store_unavailable")
             await _abort(context, Overloaded(f"event store unavailable: {exc}", retry_after_s=5.0))
             return None
         except Exception as exc:
+            self.receiver.telemetry.refused("grpc", "internal")
             await _abort(context, _internal(self.receiver, exc, f"OTLP {signal} export"))
             return None
 
@@ -138,7 +143,9 @@ class _RawOtlp:
     ) -> Any:
         """Ingest one request; answer with OTLP partial_success when records were rejected."""
         limits = self._otlp.receiver.config.limits
+        started = time.perf_counter()
         decoded = await self._otlp.export(context, lambda: parse(request, limits), signal)
+        self._otlp.receiver.telemetry.export_answered("grpc", signal, time.perf_counter() - started)
         resp = response()
         if decoded is not None and decoded.rejected:
             setattr(resp.partial_success, rejected_field, decoded.rejected)

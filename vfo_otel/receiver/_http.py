@@ -10,7 +10,8 @@ are the protobuf JSON mapping of the very same messages the gRPC API returns):
   Server-Sent Events; each event has ``id:`` = revision, ``event: snapshot`` and one
   ``DashboardSnapshot`` as ``data:``. A reconnecting EventSource sends ``Last-Event-ID``
   and resumes after that revision.
-* ``GET /v1/stats`` -> receiver counters; ``GET /healthz`` -> ``{"status": "SERVING"}``.
+* ``GET /v1/stats`` -> receiver counters; ``GET /healthz`` -> ``{"status": "SERVING"}``;
+  ``GET /metrics`` -> the receiver's own metrics, Prometheus text (:mod:`._telemetry`).
 * ``GET /`` -> the dashboard page (static files shipped in the package).
 
 Errors are ``{"code": <grpc code number>, "message": ...}`` (google.rpc.Status shape)
@@ -53,6 +54,7 @@ from vfo_otel.receiver._errors import (
 )
 from vfo_otel.receiver._selection import Selection
 from vfo_otel.receiver._service import Receiver, make_selection
+from vfo_otel.receiver._telemetry import metrics_handler
 
 __all__ = ["create_http_app", "start_http"]
 
@@ -274,6 +276,7 @@ def create_http_app(receiver: Receiver) -> web.Application:
     app.router.add_get("/v1/runs/{run_id}/snapshot:watch", _watch)
     app.router.add_get("/v1/stats", _stats)
     app.router.add_post("/v1/session", _session)
+    app.router.add_get("/metrics", metrics_handler(receiver))  # Prometheus; open like /healthz
     app.router.add_get("/", _index)
     static = _static_dir()
     if static.is_dir():

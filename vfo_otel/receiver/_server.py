@@ -13,7 +13,7 @@ import gc
 import logging
 import ssl
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from aiohttp import web
@@ -21,7 +21,11 @@ from aiohttp import web
 from vfo_otel.receiver._config import ReceiverConfig
 from vfo_otel.receiver._grpc import create_server
 from vfo_otel.receiver._http import start_http
+from vfo_otel.receiver._otlp_http import start_otlp_http
 from vfo_otel.receiver._service import Receiver
+
+if TYPE_CHECKING:
+    from vfo_otel.receiver._openlineage import OpenLineageSink
 
 __all__ = ["GC_THRESHOLD", "ReceiverServer", "ReceiverThread", "TlsFiles", "tune_gc"]
 
@@ -71,6 +75,7 @@ class ReceiverServer:
         receiver: the core (store, fold, watchers).
         grpc_port: bound gRPC port after start (0 before).
         http_port: bound HTTP port after start (0 before, or when HTTP is disabled).
+        otlp_http_port: bound OTLP/HTTP port after start (0 before, or when it is disabled).
     """
 
     def __init__(self, config: ReceiverConfig, tls: TlsFiles | None = None) -> None:
@@ -79,8 +84,12 @@ class ReceiverServer:
         self._tls = tls
         self._grpc: grpc.aio.Server | None = None
         self._http: web.AppRunner | None = None
+        self._otlp_http: web.AppRunner | None = None
         self.grpc_port = 0
         self.http_port = 0
+        self.otlp_http_port = 0
+        #: OpenLineage sinks (one per configured transport; empty when off).
+        self.lineage: list[OpenLineageSink] = []
 
     async def start(self) -> None:
         """Open and replay the store, then start both servers. Runs on the event loop.
@@ -88,7 +97,12 @@ class ReceiverServer:
         Raises:
             vfo_otel.receiver.StoreError, RuntimeError, OSError: start-up failed (nothing left running).
         """
-        await self.receiver.start()
+        self._start_lineage()
+        try:
+            await self.receiver.start()
+        except BaseException:
+            self._stop_lineage()
+            raise
         try:
             creds = self._tls.grpc_credentials() if self._tls else None
             self._grpc, self.grpc_port = await create_server(self.receiver, credentials=creds)
@@ -96,12 +110,18 @@ class ReceiverServer:
             if self.config.http_address is not None:
                 ctx = self._tls.ssl_context() if self._tls else None
                 self._http, self.http_port = await start_http(self.receiver, ssl_context=ctx)
+            if self.config.otlp_http_address is not None:
+                ctx = self._tls.ssl_context() if self._tls else None
+                self._otlp_http, self.otlp_http_port = await start_otlp_http(self.receiver, ssl_context=ctx)
         except BaseException:
             await self.stop()
             raise
 
     async def stop(self, grace_s: float = 1.0) -> None:
-        """Stop HTTP, then gRPC (in-flight exports get ``grace_s`` seconds), then the store."""
+        """Stop OTLP/HTTP and HTTP, then gRPC (in-flight exports get ``grace_s`` seconds), then the store."""
+        if self._otlp_http is not None:
+            otlp_http, self._otlp_http = self._otlp_http, None
+            await otlp_http.cleanup()
         if self._http is not None:
             http, self._http = self._http, None
             await http.cleanup()
@@ -109,6 +129,40 @@ class ReceiverServer:
             server, self._grpc = self._grpc, None
             await server.stop(grace_s)
         await self.receiver.stop()
+        await asyncio.get_running_loop().run_in_executor(None, self._stop_lineage)
+
+    def _start_lineage(self) -> None:
+        """Build and start the OpenLineage sinks and feed them from the receiver (before its replay)."""
+        cfg = self.config
+        if not (cfg.openlineage_url or cfg.openlineage_file):
+            return
+        try:
+            from vfo_otel.receiver._openlineage import OpenLineageSink
+        except ImportError as exc:  # the optional dependency
+            raise RuntimeError(
+                "OpenLineage needs the openlineage-python client:"
+                f" pip install 'vfo-otel[openlineage]' ({exc})"
+            ) from exc
+        state = None if cfg.store_path == ":memory:" else cfg.store_path + ".openlineage"
+        for kind, url, path in (("http", cfg.openlineage_url, None), ("file", None, cfg.openlineage_file)):
+            if url or path:
+                try:
+                    sink = OpenLineageSink(
+                        url=url,
+                        file_path=path,
+                        state_path=f"{state}-{kind}" if state else None,
+                        namespace=cfg.openlineage_namespace,
+                    )
+                except ValueError as exc:  # e.g. a malformed URL: fail fast, with the option's name
+                    raise RuntimeError(f"openlineage_{'url' if url else 'file'}: {exc}") from exc
+                sink.start()
+                self.lineage.append(sink)
+                self.receiver.after_commit.append(sink.feed)
+
+    def _stop_lineage(self) -> None:
+        sinks, self.lineage = self.lineage, []
+        for sink in sinks:
+            sink.stop()
 
     async def __aenter__(self) -> ReceiverServer:
         await self.start()
@@ -140,6 +194,11 @@ class ReceiverThread:
     def http_port(self) -> int:
         """The bound HTTP port (0 before start, or when HTTP is disabled)."""
         return self.server.http_port
+
+    @property
+    def otlp_http_port(self) -> int:
+        """The bound OTLP/HTTP port (0 before start, or when OTLP/HTTP is disabled)."""
+        return self.server.otlp_http_port
 
     def call(self, coro: Any, timeout_s: float = 30.0) -> Any:
         """Run a coroutine on the receiver's loop and wait for its result."""

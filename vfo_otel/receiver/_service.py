@@ -30,7 +30,7 @@ import functools
 import hashlib
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -45,6 +45,7 @@ from vfo_otel.receiver._fold import ActiveAttempt, AttemptKey, Fold, RunFold, Si
 from vfo_otel.receiver._record import EventRecord, record_of
 from vfo_otel.receiver._selection import Selection, parse_asset_page_token
 from vfo_otel.receiver._sqlite import EventStore
+from vfo_otel.receiver._telemetry import ReceiverTelemetry
 
 __all__ = [
     "HEARTBEAT_LOST",
@@ -198,6 +199,10 @@ class Receiver:
     def __init__(self, config: ReceiverConfig) -> None:
         self.config = config
         self.stats = ReceiverStats()
+        self.telemetry = ReceiverTelemetry(self)  # GET /metrics
+        #: Called on the loop with the records new to the store after each commit, and with every
+        #: replayed record at start; must not block (the OpenLineage sink only queues).
+        self.after_commit: list[Callable[[Sequence[EventRecord]], None]] = []
         self.fold = Fold(dedup=False)  # the store de-duplicates
         self._store: EventStore | None = None
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vfo-store")
@@ -234,6 +239,8 @@ class Receiver:
                 break
             for e in batch:
                 self.fold.apply(e)
+            if self.after_commit:
+                self._after_commit([record_of(e) for e in batch])
             replayed += len(batch)
         self._started = True
         if replayed:
@@ -344,14 +351,18 @@ class Receiver:
             self.stats.overloaded += 1
             raise Overloaded(f"ingest queue full ({self._pending} events pending); retry later")
         self._pending += len(events)
+        started = time.perf_counter()
         try:
             new = await asyncio.get_running_loop().run_in_executor(self._io, store.append, events)
         finally:
             self._pending -= len(events)
+        self.telemetry.commit_done(time.perf_counter() - started)
         self.stats.events_received += len(events)
         self.stats.events_stored += len(new)
         self.stats.duplicates += len(events) - len(new)
         self.stats.by_signal[signal] = self.stats.by_signal.get(signal, 0) + len(new)
+        if self.after_commit and new:
+            self._after_commit(new)
         changed = self.fold.apply_records(new)
         if self._over_run_limit():
             self._schedule_retention()  # retention_runs bounds memory, not only the hourly sweep
@@ -362,6 +373,13 @@ class Receiver:
                 self._stale[run_id] = run.stale_keys(now, stale_after)
             await self._wake(run_id)
         return len(new)
+
+    def _after_commit(self, records: Sequence[EventRecord]) -> None:
+        for hook in self.after_commit:
+            try:
+                hook(records)
+            except Exception:  # the events are committed: a hook's failure never fails ingest
+                _log.exception("after-commit hook failed")
 
     def _schedule_retention(self) -> None:
         """Run retention soon, once at a time (runs on the loop; ingest does not wait for it)."""
@@ -457,7 +475,9 @@ class Receiver:
         key = (run_id, sel)
         epoch = self._epoch.get(run_id, 0)
         cached = self._cache.get(key)
-        if cached is not None and cached[0] == run.revision and cached[1] == epoch:
+        hit = cached is not None and cached[0] == run.revision and cached[1] == epoch
+        self.telemetry.cache_read(hit)
+        if cached is not None and hit:
             return cached[2]
         snap = run.snapshot(sel, time.time_ns(), self._stale_after_ns())
         if len(self._cache) > 256:
@@ -524,6 +544,11 @@ class Receiver:
             out.next_page_token = base64.urlsafe_b64encode(str(offset + size).encode()).decode()
         return out
 
+    @property
+    def snapshot_cache_size(self) -> int:
+        """Snapshots held in the cache now."""
+        return len(self._cache)
+
     async def watch(
         self, run_id: str, selection: Selection | None = None, after_revision: int = 0
     ) -> AsyncIterator[db.DashboardSnapshot]:
@@ -536,6 +561,16 @@ class Receiver:
             NotFound: unknown run (when the watch starts). Invalid: as :meth:`check_run`.
         """
         self.check_run(run_id, selection)
+        self.telemetry.watchers += 1  # a live stream, until it ends however it ends
+        try:
+            async for snap in self._watch(run_id, selection, after_revision):
+                yield snap
+        finally:
+            self.telemetry.watchers -= 1
+
+    async def _watch(
+        self, run_id: str, selection: Selection | None, after_revision: int
+    ) -> AsyncIterator[db.DashboardSnapshot]:
         watch = self._watches.setdefault(run_id, _RunWatch())
         watch.watchers += 1
         try:
