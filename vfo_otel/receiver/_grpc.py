@@ -10,7 +10,8 @@ with the table in :mod:`vfo_otel.receiver._errors`. OTLP behaviour follows the O
 * overload is ``UNAVAILABLE`` with a ``google.rpc.RetryInfo`` both in the standard
   ``grpc-status-details-bin`` status details and in the ``google.rpc.retryinfo-bin``
   trailer (read by the OTel Python exporter);
-* an export is answered only after its events are committed to the store;
+* an export is answered only after its events are committed to the store; an unreachable
+  store is ``UNAVAILABLE`` with ``RetryInfo`` too (for reads as well), so the SDK retries;
 * requests over ``max_request_bytes`` are refused by gRPC with RESOURCE_EXHAUSTED;
 * MetricsService accepts and counts metrics without folding them (so an SDK pointed
   straight at the receiver does not log export errors).
@@ -21,7 +22,7 @@ Thread/async contract: runs on one asyncio loop (grpc.aio).
 from __future__ import annotations
 
 import hmac
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -40,7 +41,7 @@ from vfo_otel.receiver._decode import Decoded, RequestError, parse_logs, parse_t
 from vfo_otel.receiver._errors import Invalid, Overloaded, ReceiverError, Unauthenticated, grpc_code
 from vfo_otel.receiver._selection import Selection
 from vfo_otel.receiver._service import Receiver, make_selection
-from vfo_otel.receiver._sqlite import StoreError
+from vfo_otel.receiver._store import StoreError
 
 __all__ = ["create_server"]
 
@@ -98,7 +99,7 @@ class _Otlp:
             await _abort(context, exc)
             return None
         except StoreError as exc:  # retryable for the sender: nothing of the batch was acknowledged
-            await _abort(context, Overloaded(f"event store unavailable: {exc}", retry_after_s=5.0))
+            await _abort(context, Overloaded(f"event store unavailable: {exc}", retry_after_s=1.0))
             return None
 
 
@@ -211,10 +212,12 @@ class SnapshotServicer(db_grpc.SnapshotServiceServicer):
         self._receiver = receiver
         self._auth = auth
 
-    async def _call(self, context: grpc.aio.ServicerContext[Any, Any], fn: Callable[[], Any]) -> Any:
+    async def _call(
+        self, context: grpc.aio.ServicerContext[Any, Any], fn: Callable[[], Awaitable[Any]]
+    ) -> Any:
         try:
             self._auth.check(context)
-            return fn()
+            return await fn()
         except ReceiverError as exc:
             await _abort(context, exc)
 
