@@ -388,12 +388,18 @@ class Receiver:
         self._folds[run_id] = run
         self._folds.move_to_end(run_id)
         self._weight += run.revision - before
+        self._shrink()
+
+    def _shrink(self) -> None:
+        """Evict the coldest runs while the cache is over its bounds; the most recently used
+        run, runs with watchers and runs whose list item is not written yet stay."""
         max_events, max_runs = self.config.fold_cache_events, self.config.fold_cache_runs
         if self._weight > max_events or len(self._folds) > max_runs:
+            newest = next(reversed(self._folds), None)
             for rid in list(self._folds):
                 if self._weight <= max_events and len(self._folds) <= max_runs:
                     break
-                if rid == run_id or rid in self._dirty:
+                if rid == newest or rid in self._dirty:
                     continue
                 watch = self._watches.get(rid)
                 if (watch is not None and watch.watchers) or self._lock_of(rid).locked():
@@ -529,6 +535,9 @@ class Receiver:
         """Fold a run's new records (revisions ``base + 1 ..``): straight into the cached fold
         when it holds exactly the revisions before them, else by reading from the store."""
         run = self._folds.get(run_id)
+        if run is not None and run.revision > base:  # deleted (retention) and created again since
+            self._forget(run_id)
+            run = None
         if run is not None and run.revision == base and not self._lock_of(run_id).locked():
             for r in records:
                 run.apply_record(r)
@@ -581,6 +590,7 @@ class Receiver:
         except BaseException:
             self._dirty |= {i.run_id for i in items}
             raise
+        self._shrink()  # written runs may leave the cache now
 
     # -- changes from other receivers ----------------------------------------------------
 

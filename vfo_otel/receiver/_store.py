@@ -174,7 +174,7 @@ def open_store(location: str, *, fsync: bool = False, pool_size: int = 4) -> Sto
     """
     if location.startswith(("postgresql://", "postgres://")):
         try:
-            from vfo_otel.receiver._postgres import PostgresStore  # type: ignore[import-not-found]
+            from vfo_otel.receiver._postgres import PostgresStore
         except ImportError as exc:  # pragma: no cover - depends on the installation
             raise StoreError(
                 "a postgresql:// store needs psycopg 3 and psycopg_pool: "
