@@ -416,12 +416,16 @@ class Receiver:
             self._json_cache.pop(key, None)
         self.stats.cached_runs, self.stats.cached_events = len(self._folds), self._weight
 
-    async def _fold_of(self, run_id: str, *, refresh: bool = False) -> RunFold | None:
+    async def _fold_of(
+        self, run_id: str, *, refresh: bool = False, cached_only: bool = False
+    ) -> RunFold | None:
         """The run's fold: from the cache, else folded from the store (None: no event stored).
 
         Args:
             refresh: also read the revisions stored after the cached fold's (another receiver
                 or a concurrent ingest wrote them).
+            cached_only: None rather than folding a run that is not cached (once any fold of it
+                in progress is done).
 
         Raises:
             StoreError: the store cannot be read.
@@ -437,6 +441,8 @@ class Receiver:
             run = self._folds.get(run_id)
             if run is not None and not refresh:
                 return run
+            if run is None and cached_only:
+                return None
             before = run.revision if run is not None else 0
             payloads = await store.events(run_id, before)
             if run is None:
@@ -535,10 +541,9 @@ class Receiver:
         """Fold a run's new records (revisions ``base + 1 ..``): straight into the cached fold
         when it holds exactly the revisions before them, else by reading from the store."""
         run = self._folds.get(run_id)
-        if run is not None and run.revision > base:  # deleted (retention) and created again since
-            self._forget(run_id)
-            run = None
-        if run is not None and run.revision == base and not self._lock_of(run_id).locked():
+        if run is not None and run.revision >= base + len(records) and not self._lock_of(run_id).locked():
+            pass  # a catch-up (another receiver's notification) already read these revisions
+        elif run is not None and run.revision == base and not self._lock_of(run_id).locked():
             for r in records:
                 run.apply_record(r)
             self._put(run_id, run, base)
@@ -596,11 +601,16 @@ class Receiver:
 
     def _on_change(self, run_ids: Sequence[str] | None) -> None:
         """Called by the store's listener with runs other receivers changed (None: catch up all)."""
+        locks = self._locks
         if run_ids is None:
-            todo = set(self._folds) | set(self._watches)
+            todo = set(self._folds) | set(self._watches) | {r for r, lk in locks.items() if lk.locked()}
         else:
             self.stats.notifications += len(run_ids)
-            todo = {r for r in run_ids if r in self._folds or r in self._watches}
+            # a run being folded now (its lock held) may have read the store before this change
+            todo = {
+                r for r in run_ids
+                if r in self._folds or r in self._watches or (r in locks and locks[r].locked())
+            }
         if todo:
             task = asyncio.create_task(self._catch_up(sorted(todo)), name="vfo-catch-up")
             self._tasks.append(task)
@@ -611,7 +621,8 @@ class Receiver:
             try:
                 before = self._folds.get(run_id)
                 rev = before.revision if before is not None else -1
-                run = await self._fold_of(run_id, refresh=True)
+                watched = run_id in self._watches
+                run = await self._fold_of(run_id, refresh=True, cached_only=not watched)
                 if run is None:
                     watch = self._watches.get(run_id)
                     if watch is not None:
