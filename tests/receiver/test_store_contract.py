@@ -20,6 +20,7 @@ from vfo_otel.receiver import (
     ReceiverConfig,
     Selection,
     Store,
+    _checkpoint,
     open_store,
     record_of,
     snapshot_of,
@@ -209,3 +210,42 @@ async def test_an_event_acknowledged_while_a_sweep_runs_survives_it(location: st
                 assert late.event_id in stored
     finally:
         await receiver.stop()
+
+
+async def test_a_fold_checkpoint_is_a_cache_never_the_truth(
+    location: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A big run's fold is saved when it leaves the cache; a cold read loads it and folds only
+    the revisions after it, giving the fold of all the events. A checkpoint of other fold code,
+    or a corrupt or forged one, is ignored."""
+    monkeypatch.setattr(_checkpoint, "MIN_EVENTS", 10)
+    a_events, b_events = _run_events("run-a", 6), _run_events("run-b", 6)
+    config = ReceiverConfig(store_path=location, fold_cache_events=1, retention_runs=None)
+    receiver = Receiver(config)
+    await receiver.start()
+    try:
+        await receiver.ingest([record_of(e) for e in a_events[:20]])
+        await receiver.ingest([record_of(e) for e in b_events])  # run-a leaves the cache: saved
+        await receiver.list_runs()
+        await asyncio.gather(*receiver._saves)
+        assert receiver.store is not None
+        saved = await receiver.store.checkpoint("run-a")
+        assert saved is not None and saved[:2] == (20, _checkpoint.FOLD_CODE)
+        await receiver.ingest([record_of(e) for e in a_events[20:]])  # the tail, after the checkpoint
+        built = receiver.stats.folds_built
+        for run_id, evs in (("run-a", a_events), ("run-b", b_events)):
+            sel = Selection("p", "a2")
+            assert _same(await receiver.snapshot(run_id, sel), snapshot_of(evs, run_id, sel))
+        assert receiver.stats.folds_built > built
+    finally:
+        await receiver.stop()
+    again = Receiver(config)
+    await again.start()
+    try:
+        assert again.store is not None
+        for blob, code in ((saved[2], "other-fold-code"), (b"not a checkpoint", _checkpoint.FOLD_CODE)):
+            await again.store.put_checkpoint("run-a", len(a_events), code, blob)  # replaces: other code
+            again._forget("run-a")
+            assert _same(await again.snapshot("run-a"), snapshot_of(a_events, "run-a"))
+    finally:
+        await again.stop()

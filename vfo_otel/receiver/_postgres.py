@@ -75,6 +75,12 @@ CREATE TABLE IF NOT EXISTS vfo_runs (
 );
 CREATE INDEX IF NOT EXISTS vfo_runs_newest ON vfo_runs (start_ns DESC, run_id DESC);
 CREATE INDEX IF NOT EXISTS vfo_runs_last_time ON vfo_runs (last_time_ns DESC, run_id);
+CREATE TABLE IF NOT EXISTS vfo_checkpoints (
+    run_id   text PRIMARY KEY REFERENCES vfo_runs (run_id) ON DELETE CASCADE,
+    revision bigint NOT NULL,
+    code     text NOT NULL,
+    blob     bytea NOT NULL
+);
 """
 _ROWS = "run_id, revision, last_time_ns, folded_revision, state, start_ns, item"
 _TERMINAL = sorted(TERMINAL_STATES)
@@ -321,6 +327,25 @@ class PostgresStore(Store):
             (_TERMINAL,),
         )
         return [r[0] for r in rows]
+
+    async def checkpoint(self, run_id: str) -> tuple[int, str, bytes] | None:
+        async with self._conn("read") as conn:
+            cur = conn.cursor(binary=True)
+            await cur.execute("SELECT revision, code, blob FROM vfo_checkpoints WHERE run_id = %s", (run_id,))
+            row = await cur.fetchone()
+        return (int(row[0]), str(row[1]), bytes(row[2])) if row else None
+
+    async def put_checkpoint(self, run_id: str, revision: int, code: str, blob: bytes) -> None:
+        async with self._conn("write to") as conn:
+            await conn.execute(
+                "INSERT INTO vfo_checkpoints (run_id, revision, code, blob)"
+                " SELECT %s, %s, %s, %s WHERE EXISTS"
+                " (SELECT 1 FROM vfo_runs WHERE run_id = %s AND revision >= %s)"
+                " ON CONFLICT (run_id) DO UPDATE SET revision = excluded.revision, code = excluded.code,"
+                " blob = excluded.blob WHERE excluded.revision > vfo_checkpoints.revision"
+                " OR excluded.code <> vfo_checkpoints.code",
+                (run_id, revision, code, blob, run_id, revision),
+            )
 
     async def count(self, run_id: str | None = None) -> int:
         if run_id is None:

@@ -53,6 +53,7 @@ from google.protobuf import json_format
 
 from vfo_otel._gen.vfo.dashboard.v1 import dashboard_pb2 as db
 from vfo_otel._gen.vfo.events.v1 import events_pb2 as ev
+from vfo_otel.receiver import _checkpoint
 from vfo_otel.receiver._config import ReceiverConfig
 from vfo_otel.receiver._errors import Invalid, NotFound, Overloaded
 from vfo_otel.receiver._fold import ActiveAttempt, AttemptKey, RunFold
@@ -234,6 +235,9 @@ class Receiver:
         self._tasks: list[asyncio.Task[None]] = []
         self._item_task: asyncio.Task[None] | None = None
         self._retention_soon: asyncio.Task[None] | None = None
+        self._saved: dict[str, int] = {}  # revision of each run's checkpoint in the store, when known
+        self._saves: set[asyncio.Task[None]] = set()
+        self._save_lock = asyncio.Lock()  # one checkpoint dump at a time
 
     @property
     def store(self) -> Store | None:
@@ -364,9 +368,13 @@ class Receiver:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self._saves:
+            await asyncio.gather(*self._saves, return_exceptions=True)
         if self._store is not None:
             with contextlib.suppress(StoreError):
                 await self._write_items()
+                for run_id, run in list(self._folds.items()):  # the big runs' folds outlive the process
+                    await self._save(run_id, run, on_thread=False)
             store, self._store = self._store, None
             await store.close()
         self._started = False
@@ -407,10 +415,14 @@ class Receiver:
                 self._evict(rid)
         self.stats.cached_runs, self.stats.cached_events = len(self._folds), self._weight
 
-    def _evict(self, run_id: str) -> None:
+    def _evict(self, run_id: str, *, save: bool = True) -> None:
         old = self._folds.pop(run_id, None)
         if old is not None:
             self._weight -= old.revision
+            if save and self._needs_save(run_id, old):  # no one mutates it now: dump it on a thread
+                task = asyncio.get_running_loop().create_task(self._save(run_id, old), name="vfo-checkpoint")
+                self._saves.add(task)
+                task.add_done_callback(self._saves.discard)
         for key in [k for k in self._cache if k[0] == run_id]:
             del self._cache[key]
             self._json_cache.pop(key, None)
@@ -444,19 +456,21 @@ class Receiver:
             if run is None and cached_only:
                 return None
             before = run.revision if run is not None else 0
-            payloads = await store.events(run_id, before)
             if run is None:
-                if not payloads:
+                run, payloads = await self._cold_fold(store, run_id)
+                if run is None and not payloads:
                     return None
                 if len(payloads) > 2000:  # a cold run of size: fold it off the loop
-                    run = await asyncio.to_thread(run_fold_of, run_id, payloads)
+                    run = await asyncio.to_thread(run_fold_of, run_id, payloads, run)
                 else:
-                    run = run_fold_of(run_id, payloads)
+                    run = run_fold_of(run_id, payloads, run)
                 self.stats.folds_built += 1
-            elif payloads:
-                run_fold_of(run_id, payloads, run)
-            elif refresh and await self._removed(store, run_id, run):
-                return None
+            else:
+                payloads = await store.events(run_id, before)
+                if payloads:
+                    run_fold_of(run_id, payloads, run)
+                elif refresh and await self._removed(store, run_id, run):
+                    return None
             self._put(run_id, run, before)
             return run
 
@@ -469,8 +483,39 @@ class Receiver:
         self._forget(run_id)
         return True
 
+    def _needs_save(self, run_id: str, run: RunFold) -> bool:
+        return run.revision >= _checkpoint.MIN_EVENTS and self._saved.get(run_id, 0) < run.revision
+
+    async def _save(self, run_id: str, run: RunFold, *, on_thread: bool = True) -> None:
+        """Save the fold checkpoint of an evicted (or, at stop, cached) big run; failures only log."""
+        store = self._store
+        if store is None or not self._needs_save(run_id, run):
+            return
+        try:
+            async with self._save_lock:
+                blob = await asyncio.to_thread(_checkpoint.dump, run) if on_thread else _checkpoint.dump(run)
+                await store.put_checkpoint(run_id, run.revision, _checkpoint.FOLD_CODE, blob)
+            self._saved[run_id] = run.revision
+        except Exception:  # a cache: the events stay the truth
+            _log.warning("run %r: could not save its fold checkpoint", run_id, exc_info=True)
+
+    async def _cold_fold(self, store: Store, run_id: str) -> tuple[RunFold | None, list[bytes]]:
+        """A fold from the run's checkpoint of this fold code, if any, and the events after it."""
+        saved = await store.checkpoint(run_id)
+        if saved is not None and saved[1] == _checkpoint.FOLD_CODE:
+            try:
+                run = await asyncio.to_thread(_checkpoint.load, saved[2])
+            except ValueError:
+                _log.warning("run %r: ignoring an unreadable fold checkpoint", run_id, exc_info=True)
+            else:
+                if run.run_id == run_id and run.revision == saved[0]:
+                    self._saved[run_id] = run.revision
+                    return run, await store.events(run_id, run.revision)
+        return None, await store.events(run_id, 0)
+
     def _forget(self, run_id: str) -> None:
-        self._evict(run_id)
+        self._saved.pop(run_id, None)
+        self._evict(run_id, save=False)
         self._stale.pop(run_id, None)
         self._epoch.pop(run_id, None)
         self._dirty.discard(run_id)

@@ -66,6 +66,12 @@ CREATE TABLE IF NOT EXISTS runs (
     item            BLOB
 );
 CREATE INDEX IF NOT EXISTS runs_newest ON runs (start_ns DESC, run_id DESC);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    run_id   TEXT PRIMARY KEY,
+    revision INTEGER NOT NULL,
+    code     TEXT NOT NULL,
+    blob     BLOB NOT NULL
+);
 """
 #: Up to schema 2 as first released, an AFTER INSERT trigger kept ``runs`` row by row.
 _DROP_TRIGGER = "DROP TRIGGER IF EXISTS events_last_time;"
@@ -207,6 +213,8 @@ class EventStore:
                     self._db.executescript(_DROP_TRIGGER)
                     self._migrate_to_3(schema)
                     schema = SCHEMA_VERSION
+                if schema == SCHEMA_VERSION:
+                    self._db.executescript(_RUNS_TABLE)  # IF NOT EXISTS: a no-op on a current store
         except sqlite3.Error as exc:
             self._unlock()
             raise StoreError(f"cannot open event store {self.path}: {exc}") from exc
@@ -390,6 +398,26 @@ class EventStore:
         )
         return [r[0] for r in rows]
 
+    def checkpoint(self, run_id: str) -> tuple[int, str, bytes] | None:
+        """The run's fold checkpoint (revision, fold code, blob), or None."""
+        rows = self._read("SELECT revision, code, blob FROM checkpoints WHERE run_id = ?", (run_id,))
+        return (int(rows[0][0]), str(rows[0][1]), bytes(rows[0][2])) if rows else None
+
+    def put_checkpoint(self, run_id: str, revision: int, code: str, blob: bytes) -> None:
+        """Save a fold checkpoint while the run exists (a newer revision replaces an older one)."""
+        with self._lock:
+            try:
+                self._db.execute(
+                    "INSERT INTO checkpoints (run_id, revision, code, blob)"
+                    " SELECT ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM runs WHERE run_id = ? AND revision >= ?)"
+                    " ON CONFLICT (run_id) DO UPDATE SET revision = excluded.revision, code = excluded.code,"
+                    " blob = excluded.blob WHERE excluded.revision > checkpoints.revision"
+                    " OR excluded.code != checkpoints.code",
+                    (run_id, revision, code, blob, run_id, revision),
+                )
+            except sqlite3.Error as exc:
+                raise self._fail("write to", exc) from exc
+
     def count(self, run_id: str | None = None) -> int:
         """Number of stored events (of one run, or all)."""
         if run_id is None:
@@ -426,6 +454,7 @@ class EventStore:
                 for run_id in run_ids:
                     deleted += self._db.execute("DELETE FROM events WHERE run_id = ?", (run_id,)).rowcount
                     self._db.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
+                    self._db.execute("DELETE FROM checkpoints WHERE run_id = ?", (run_id,))
                 self._db.execute("COMMIT")
                 return deleted
             except sqlite3.Error as exc:
@@ -455,6 +484,7 @@ class EventStore:
                             continue  # new events since it was chosen: it stays
                         self._db.execute("DELETE FROM events WHERE run_id = ?", (run_id,))
                         self._db.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
+                        self._db.execute("DELETE FROM checkpoints WHERE run_id = ?", (run_id,))
                         out.append(run_id)
                     self._db.execute("COMMIT")
                 except sqlite3.Error as exc:
@@ -545,6 +575,12 @@ class SqliteStore(Store):
 
     async def delete_runs(self, runs: Sequence[tuple[str, int]], batch_events: int = 20_000) -> list[str]:
         return await self._call(lambda s: s.delete_unchanged(runs, batch_events))
+
+    async def checkpoint(self, run_id: str) -> tuple[int, str, bytes] | None:
+        return await self._call(lambda s: s.checkpoint(run_id))
+
+    async def put_checkpoint(self, run_id: str, revision: int, code: str, blob: bytes) -> None:
+        await self._call(lambda s: s.put_checkpoint(run_id, revision, code, blob))
 
     async def count(self, run_id: str | None = None) -> int:
         return await self._call(lambda s: s.count(run_id))

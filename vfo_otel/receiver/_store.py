@@ -21,8 +21,10 @@ The contract:
   (in the append transaction), and a list item (header, summary, state, start time) written
   after folding (:meth:`Store.put_items`, only ever moving forward in revision). The item
   is a cache of the fold, rebuilt from the events when missing or behind.
-* **Retention** (:meth:`Store.delete_runs`) deletes whole runs, in batches, each batch in
-  one transaction that re-checks under the run lock that the run's revision did not move
+* **Checkpoints** (:meth:`Store.checkpoint`) are saved folds of big runs, a cache keyed by
+  the revision they hold and the fold code that wrote them (:mod:`._checkpoint`).
+* **Retention** (:meth:`Store.delete_runs`) deletes whole runs (checkpoints too), in batches,
+  each batch in one transaction that re-checks under the run lock that the run's revision did not move
   since it was chosen: an event acknowledged after the sweep chose the run keeps it.
 * **Changes from other processes** (PostgreSQL only) arrive through :meth:`Store.listen`:
   a callback gets the ids of runs changed (or deleted) by any receiver, and ``None`` after
@@ -155,6 +157,14 @@ class Store(abc.ABC):
 
         Runs go in batches of about ``batch_events`` events, one transaction each.
         """
+
+    @abc.abstractmethod
+    async def checkpoint(self, run_id: str) -> tuple[int, str, bytes] | None:
+        """The run's fold checkpoint: (revision, fold code, blob), None when there is none."""
+
+    @abc.abstractmethod
+    async def put_checkpoint(self, run_id: str, revision: int, code: str, blob: bytes) -> None:
+        """Save a fold checkpoint (kept only while the run exists; a newer one replaces it)."""
 
     @abc.abstractmethod
     async def count(self, run_id: str | None = None) -> int:
