@@ -224,7 +224,7 @@ class PostgresStore(Store):
             revisions: dict[str, int] = {r[0]: r[1] for r in await cur.fetchall()}
             cur = await conn.execute(
                 "SELECT e.run_id, e.event_id FROM vfo_events e"
-                " JOIN unnest(%s::text[], %s::text[]) AS k(run_id, event_id) USING (run_id, event_id)",
+                " JOIN unnest(%b::text[], %b::text[]) AS k(run_id, event_id) USING (run_id, event_id)",
                 ([r.run_id for r in records], [r.event_id for r in records]),
             )
             stored: dict[str, set[str]] = {}
@@ -243,13 +243,13 @@ class PostgresStore(Store):
                     cols[4].append(r.event.SerializeToString())
             await conn.execute(
                 "INSERT INTO vfo_events (run_id, rev, event_id, time_ns, payload)"
-                " SELECT * FROM unnest(%s::text[], %s::bigint[], %s::text[], %s::bigint[], %s::bytea[])"
+                " SELECT * FROM unnest(%b::text[], %b::bigint[], %b::text[], %b::bigint[], %b::bytea[])"
                 " ON CONFLICT (run_id, event_id) DO NOTHING",
                 cols,
             )
             await conn.execute(
                 "UPDATE vfo_runs r SET revision = v.revision, last_time_ns = greatest(r.last_time_ns, v.last)"
-                " FROM unnest(%s::text[], %s::bigint[], %s::bigint[]) AS v(run_id, revision, last)"
+                " FROM unnest(%b::text[], %b::bigint[], %b::bigint[]) AS v(run_id, revision, last)"
                 " WHERE r.run_id = v.run_id",
                 (
                     [g[0] for g in groups],
@@ -271,7 +271,7 @@ class PostgresStore(Store):
             await conn.execute(
                 "UPDATE vfo_runs r SET folded_revision = v.revision, state = v.state,"
                 " start_ns = v.start_ns, item = v.item"
-                " FROM unnest(%s::text[], %s::bigint[], %s::integer[], %s::bigint[], %s::bytea[])"
+                " FROM unnest(%b::text[], %b::bigint[], %b::integer[], %b::bigint[], %b::bytea[])"
                 " AS v(run_id, revision, state, start_ns, item)"
                 " WHERE r.run_id = v.run_id AND r.folded_revision < v.revision",
                 (
