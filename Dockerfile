@@ -9,7 +9,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /src
 # .dockerignore lets only the package sources in (pyproject.toml, README.md, vfo_otel/, proto/).
 COPY . /src
-RUN pip install /src \
+RUN pip install "/src[postgresql]" \
     && rm -rf /src \
     && useradd --system --uid 10001 --home-dir /data --create-home vfo
 

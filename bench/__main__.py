@@ -18,7 +18,9 @@ from typing import Any
 
 from bench import common
 
-SECTIONS = ("ingest", "emitter", "snapshot", "memory", "growth")
+SECTIONS = ("ingest", "emitter", "snapshot", "memory", "growth", "restart")
+#: Sections run only when named in --only (they need a PostgreSQL server: initdb/pg_ctl).
+OPTIONAL = ("postgres",)
 
 
 def _run_section(name: str, quick: bool, profile: bool) -> dict[str, Any]:
@@ -68,6 +70,12 @@ def _summary(results: dict[str, Any]) -> list[str]:
     if "growth" in s:
         for row in s["growth"]["rows"]:
             lines.append(f"growth   {row}")
+    if "restart" in s:
+        lines.append(f"restart  {s['restart']['restart']}")
+        lines.append(f"cold     {s['restart']['cold']}")
+    if "postgres" in s:
+        for k, v in s["postgres"].items():
+            lines.append(f"postgres {k}: {v}")
     for name, sec in s.items():
         if "targets" in sec:
             lines.append(f"targets  {name}: {sec['targets']}")
@@ -78,14 +86,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks the harness, not timings")
     sections = ",".join(SECTIONS)
-    parser.add_argument("--only", default=sections, help=f"comma-separated sections to run, of: {sections}")
+    parser.add_argument(
+        "--only",
+        default=sections,
+        help=f"comma-separated sections to run, of: {sections} (default: all of them), {','.join(OPTIONAL)}",
+    )
     parser.add_argument("--json", type=Path, help="where to write the JSON results")
     parser.add_argument("--profile", action="store_true", help="py-spy profile of the receiver during ingest")
     args = parser.parse_args(argv)
     only = [s.strip() for s in args.only.split(",") if s.strip()]
-    unknown = [s for s in only if s not in SECTIONS]
+    unknown = [s for s in only if s not in SECTIONS + OPTIONAL]
     if unknown:
-        parser.error(f"unknown sections {unknown}; choose from {', '.join(SECTIONS)}")
+        parser.error(f"unknown sections {unknown}; choose from {', '.join(SECTIONS + OPTIONAL)}")
     results: dict[str, Any] = {
         "mode": "quick" if args.quick else "full",
         "machine": common.machine(),

@@ -470,8 +470,9 @@ class Receiver(Proc):
         retention_runs: int = 1000,
         fsync: bool = False,
         extra: Sequence[str] = (),
+        store: str | None = None,
     ) -> None:
-        store = workdir / f"{name}.sqlite3"
+        store = store or str(workdir / f"{name}.sqlite3")
         argv = [
             str(Path(sys.executable).parent / "vfo-otel"),
             "--log-level",
@@ -482,7 +483,7 @@ class Receiver(Proc):
             "--http-address",
             "127.0.0.1:0",
             "--store",
-            str(store),
+            store,
             "--retention-runs",
             str(retention_runs),
             "--max-request-bytes",
@@ -494,7 +495,7 @@ class Receiver(Proc):
             argv = [sys.executable, "-m", "vfo_otel.app.cli", *argv[1:]]
         super().__init__(argv, workdir, name)
         self.store_path = store
-        m = self.wait_for_stderr(_SERVE_LINE)
+        m = self.wait_for_stderr(_SERVE_LINE, 120.0)
         self.grpc_target = f"127.0.0.1:{m['gport']}"
         self.http_base = f"http://127.0.0.1:{m['hport']}"
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
+import os
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -49,3 +52,38 @@ def _reference_scenario(
 def reference_scenario() -> Callable[..., None]:
     """The issue's MUST-SHOW scenario as a callable: ``reference_scenario(emitter, run_id=...)``."""
     return _reference_scenario
+
+
+# -- PostgreSQL: a real server, one per session ---------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[Any]:
+    """A temporary PostgreSQL cluster (tests/pgcluster.py); skips without the server binaries,
+    except in CI (``CI=true``), where a missing server fails the test."""
+    try:
+        from tests.pgcluster import PgCluster, find_bindir
+    except ImportError as exc:  # psycopg missing
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL tests need psycopg: {exc}")
+        pytest.skip(f"psycopg is not installed: {exc}")
+    bindir = find_bindir()
+    if bindir is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("PostgreSQL server binaries (initdb, pg_ctl) not found: apt-get install postgresql")
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not found")
+    cluster = PgCluster(bindir)
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.destroy()
+
+
+_PG_DATABASES = itertools.count(1)
+
+
+@pytest.fixture
+def pg_url(pg_cluster: Any) -> str:
+    """The URL of a new, empty database on the session's cluster."""
+    return str(pg_cluster.create_database(f"vfo_test_{os.getpid()}_{next(_PG_DATABASES)}"))

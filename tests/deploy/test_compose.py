@@ -66,7 +66,11 @@ def compose() -> dict[str, Any]:
 # ---- the real validator ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("profile", [(), ("--profile", "scale-out")], ids=["default", "scale-out"])
+@pytest.mark.parametrize(
+    "profile",
+    [(), ("--profile", "scale-out"), ("--profile", "shared-store")],
+    ids=["default", "scale-out", "shared-store"],
+)
 def test_compose_validates(profile: tuple[str, ...]) -> None:
     result = run_compose_config(COMPOSE, *profile)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -178,6 +182,9 @@ def test_receiver_and_demo_commands(compose: dict[str, Any]) -> None:
     assert demo[demo.index("--otlp-endpoint") + 1] == "http://otel-collector:4317"
     assert demo[demo.index("--receiver") + 1] == "vfo-receiver:4317"
     assert svc["demo"]["depends_on"]["vfo-receiver"]["condition"] == "service_healthy"
+    shared = svc["vfo-receiver-shared"]["command"]  # N receivers, one PostgreSQL
+    assert shared[shared.index("--store") + 1] == "postgresql://vfo:vfo@postgres:5432/vfo"
+    assert svc["vfo-receiver-shared"]["depends_on"]["postgres"]["condition"] == "service_healthy"
     assert "/healthz" in " ".join(svc["vfo-receiver"]["healthcheck"]["test"])
 
 
@@ -202,7 +209,7 @@ def collector_target_hosts(config: dict[str, Any], env: dict[str, str]) -> set[s
     return hosts
 
 
-@pytest.mark.parametrize("service", ["otel-collector", "otel-gateway"])
+@pytest.mark.parametrize("service", ["otel-collector", "otel-gateway", "otel-collector-shared"])
 def test_collector_targets_are_compose_services(compose: dict[str, Any], service: str) -> None:
     svc = compose["services"][service]
     mount = next(v for v in svc["volumes"] if v.startswith("./collector-config/"))

@@ -31,7 +31,7 @@ from vfo_otel._gen.vfo.dashboard.v1 import dashboard_pb2_grpc as db_grpc
 from vfo_otel._gen.vfo.events.v1 import events_pb2 as ev
 from vfo_otel.client import SnapshotClient
 from vfo_otel.contract.conventions import Key
-from vfo_otel.receiver import ReceiverConfig, ReceiverThread, asset_page_token
+from vfo_otel.receiver import ReceiverConfig, ReceiverThread, SqliteStore, asset_page_token
 
 Q, R, C, F = ev.STATE_QUEUED, ev.STATE_RUNNING, ev.STATE_COMPLETE, ev.STATE_FAILED
 DEADLINE_S = 20.0
@@ -493,9 +493,9 @@ def test_metrics_are_accepted_and_counted_not_folded(receiver: ReceiverThread) -
 
 
 def test_a_failing_store_answers_unavailable_and_the_receiver_keeps_serving(receiver: ReceiverThread) -> None:
-    store = receiver.server.receiver._store
-    assert store is not None
-    store._db.close()  # every write now fails inside SQLite
+    store = receiver.server.receiver.store
+    assert isinstance(store, SqliteStore) and store.store is not None
+    store.store._db.close()  # every write now fails inside SQLite
     request = logs_request([vfo_log_record(node("a", C, t_s=1, run="lost-run"))])
     with grpc.insecure_channel(f"127.0.0.1:{receiver.grpc_port}") as channel:
         with pytest.raises(grpc.RpcError) as info:
@@ -504,7 +504,9 @@ def test_a_failing_store_answers_unavailable_and_the_receiver_keeps_serving(rece
         assert info.value.details().startswith("event store unavailable: cannot write to event store")
         resp = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=DEADLINE_S)
         assert resp.status == health_pb2.HealthCheckResponse.SERVING
-    assert _http(receiver.http_port, "/v1/runs/lost-run/snapshot")[0] == 404  # nothing acknowledged
+    # the store is the source of truth: reads say UNAVAILABLE (retryable) while it is broken
+    status, _, body = _http(receiver.http_port, "/v1/runs/lost-run/snapshot")
+    assert status == 503 and body["message"].startswith("event store unavailable: cannot read event store")
 
 
 def test_asset_pages_over_grpc_and_http_and_bad_page_arguments(

@@ -36,12 +36,12 @@ from opentelemetry.proto.metrics.v1 import metrics_pb2
 
 from tests.receiver import logs_request, node, vfo_log_record
 from tests.reliability.support import wait_until
+from tests.reliability.test_overload import GatedStore
 from vfo_otel import Emitter
 from vfo_otel._gen.vfo.events.v1 import events_pb2 as ev
 from vfo_otel.client import SnapshotClient
 from vfo_otel.contract import Limits
 from vfo_otel.receiver import (
-    EventStore,
     ReceiverConfig,
     ReceiverThread,
     RequestError,
@@ -501,26 +501,11 @@ def test_a_bearer_token_is_required_when_configured() -> None:
         assert status == 200
 
 
-class _GatedStore:
-    """An EventStore whose ``append`` waits until the test opens the gate."""
-
-    def __init__(self, inner: EventStore) -> None:
-        self.inner = inner
-        self.gate = threading.Event()
-
-    def append(self, events: Sequence[Any]) -> list[Any]:
-        assert self.gate.wait(DEADLINE_S), "gate never opened"
-        return self.inner.append(events)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-
 def test_overload_is_503_with_retry_after_and_retry_info() -> None:
     with ReceiverThread(_config(max_pending_events=10)) as thread:
         receiver = thread.server.receiver
         assert receiver._store is not None
-        store = _GatedStore(receiver._store)
+        store = GatedStore(receiver._store)
         receiver._store = store  # type: ignore[assignment]
         held = logs_request([vfo_log_record(node(f"n{i}", C, t_s=i, run="held")) for i in range(8)])
         refused = logs_request([vfo_log_record(node(f"n{i}", C, t_s=i, run="refused")) for i in range(8)])
@@ -544,7 +529,8 @@ def test_overload_is_503_with_retry_after_and_retry_info() -> None:
             store.gate.set()
             first.join(DEADLINE_S)
         assert result == [200]
-        assert "refused" not in receiver.fold.runs and "held" in receiver.fold.runs
+        assert thread.call(receiver.store.count("refused")) == 0
+        assert thread.call(receiver.store.count("held")) == 8
 
 
 def test_metrics_are_accepted_and_counted_in_both_encodings(receiver: ReceiverThread) -> None:

@@ -61,9 +61,12 @@ def test_append_reads_ids_and_times_from_the_records(tmp_path: Path) -> None:
     assert _all(store) == [a, b, c]
     rows = store._db.execute("SELECT event_id, run_id, time_ns FROM events ORDER BY seq").fetchall()
     assert rows == [(e.event_id, e.run_id, e.time.ToNanoseconds()) for e in (a, b, c)]
-    assert store._db.execute("SELECT run_id, last_time_ns FROM runs").fetchall() == [
-        ("r1", c.time.ToNanoseconds())
+    assert store._db.execute("SELECT run_id, last_time_ns, revision FROM runs").fetchall() == [
+        ("r1", c.time.ToNanoseconds(), 3)
     ]
+    revs = store._db.execute("SELECT event_id, rev FROM events ORDER BY seq").fetchall()
+    assert revs == [(a.event_id, 1), (b.event_id, 2), (c.event_id, 3)]  # a run's revisions: 1, 2, 3
+    assert [ev.RunEvent.FromString(p) for p in store.events("r1", 1)] == [b, c]
     store.close()
 
 
@@ -94,7 +97,9 @@ INSERT INTO meta (key, value) VALUES ('schema', '1');
 """
 
 
-def test_a_schema_1_store_is_migrated_in_place(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_schema_1_store_is_migrated_in_place_to_schema_3(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     path = tmp_path / "old.sqlite3"
     old = [node(f"n{i}", C, t_s=10 - i, run=f"r{i % 3}") for i in range(7)]  # times out of order
     db = sqlite3.connect(path)
@@ -108,19 +113,23 @@ def test_a_schema_1_store_is_migrated_in_place(tmp_path: Path, caplog: pytest.Lo
     db.close()
     with caplog.at_level("WARNING", logger="vfo_otel.receiver._sqlite"):
         store = EventStore(path)
-    assert "migrating schema 1 -> 2 (7 events" in caplog.text
+    assert "migrating schema 1 -> 3 (7 events" in caplog.text
     assert _all(store) == old  # every event, in the old insertion order
     assert put(store, old) == []  # still de-duplicated
     new = node("z", C, t_s=20, run="r0")
     assert put(store, [new]) == [new]
-    assert store.expired_runs(max_runs=1, min_time_ns=None) == ["r1", "r2"]  # runs table kept
+    assert store.expired_runs(max_runs=1, min_time_ns=None) == ["r1", "r2"]  # runs table rebuilt
+    assert store.run("r1") == ("r1", 2, T0_NS + 9 * 10**9, 0, 0, 0, None)  # no item yet: to be folded
+    assert sorted(store.stale_items()) == ["r0", "r1", "r2"]
+    # each run's revisions number its events in their old insertion order
+    assert [ev.RunEvent.FromString(p) for p in store.events("r0")] == [old[0], old[3], old[6], new]
     store.close()
     db = sqlite3.connect(path)
-    assert db.execute("SELECT value FROM meta WHERE key='schema'").fetchone() == ("2",)
+    assert db.execute("SELECT value FROM meta WHERE key='schema'").fetchone() == ("3",)
     indexes = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
     assert "events_by_run" not in indexes
     db.close()
-    store = EventStore(path)  # opens as schema 2 without migrating again
+    store = EventStore(path)  # opens as schema 3 without migrating again
     assert _all(store) == [*old, new]
     store.close()
 
@@ -174,7 +183,7 @@ def test_unknown_schema_and_unreadable_file_raise_store_error(tmp_path: Path) ->
     db.execute("UPDATE meta SET value='99' WHERE key='schema'")
     db.commit()
     db.close()
-    with pytest.raises(StoreError, match="has schema 99; this version reads schema 2"):
+    with pytest.raises(StoreError, match="has schema 99; this version reads schema 3"):
         EventStore(path)
     junk = tmp_path / "junk.sqlite3"
     junk.write_bytes(b"not a database" * 100)
@@ -212,7 +221,7 @@ def test_runs_last_time_moves_only_with_new_events(tmp_path: Path) -> None:
     store = EventStore(tmp_path / "s.sqlite3")
     store._rows_per_insert = 3  # several INSERT statements per batch
     first = [node(f"n{i}", C, t_s=10 + i, run=f"r{i % 2}") for i in range(8)]
-    assert put(store, first) == first
+    assert put(store, first) == sorted(first, key=lambda e: e.run_id)  # grouped by run, in order
     assert _last_times(store) == {"r0": T0_NS + 16 * 10**9, "r1": T0_NS + 17 * 10**9}
     late = node("n0", C, t_s=99, run="r0", eid=first[0].event_id)  # a duplicate key, a later time
     assert put(store, [late]) == []
@@ -224,11 +233,15 @@ def test_runs_last_time_moves_only_with_new_events(tmp_path: Path) -> None:
     store.close()
 
 
-def test_a_store_with_the_old_runs_trigger_drops_it(tmp_path: Path) -> None:
+def test_a_schema_2_store_with_the_old_runs_trigger_drops_it(tmp_path: Path) -> None:
     path = tmp_path / "s.sqlite3"
-    EventStore(path).close()
     db = sqlite3.connect(path)
-    db.executescript(_SCHEMA_1[_SCHEMA_1.index("CREATE TRIGGER") : _SCHEMA_1.index("CREATE TABLE meta")])
+    db.executescript(
+        "CREATE TABLE events (seq INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL,"
+        " event_id TEXT NOT NULL, time_ns INTEGER NOT NULL, payload BLOB NOT NULL,"
+        " UNIQUE (run_id, event_id));"
+        + _SCHEMA_1[_SCHEMA_1.index("CREATE TABLE runs") :].replace("'1'", "'2'")
+    )
     db.close()
     store = EventStore(path)
     assert put(store, [node("x", C, t_s=5, run="a"), node("y", C, t_s=7, run="a")]) != []
@@ -247,7 +260,11 @@ def test_retention_by_days(tmp_path: Path) -> None:
     store.close()
 
 
-async def test_receiver_applies_retention_on_start_and_replays_the_rest(tmp_path: Path) -> None:
+async def _runs(receiver: Receiver) -> list[str]:
+    return [r.run.run_id for r in (await receiver.list_runs()).runs]
+
+
+async def test_receiver_applies_retention_on_start_and_serves_the_rest(tmp_path: Path) -> None:
     path = tmp_path / "s.sqlite3"
     store = EventStore(path)
     now_s = time.time()
@@ -263,7 +280,7 @@ async def test_receiver_applies_retention_on_start_and_replays_the_rest(tmp_path
     receiver = Receiver(ReceiverConfig(store_path=str(path), retention_days=7, retention_runs=None))
     await receiver.start()
     try:
-        assert sorted(receiver.fold.runs) == ["fresh-0", "fresh-1", "fresh-2"]
+        assert sorted(await _runs(receiver)) == ["fresh-0", "fresh-1", "fresh-2"]
         assert receiver.stats.runs_expired == 1
     finally:
         await receiver.stop()
@@ -271,7 +288,7 @@ async def test_receiver_applies_retention_on_start_and_replays_the_rest(tmp_path
     receiver = Receiver(ReceiverConfig(store_path=str(path), retention_runs=2))
     await receiver.start()
     try:
-        assert sorted(receiver.fold.runs) == ["fresh-0", "fresh-1"]
+        assert sorted(await _runs(receiver)) == ["fresh-0", "fresh-1"]
         assert await receiver.apply_retention() == []
     finally:
         await receiver.stop()
@@ -294,7 +311,7 @@ async def test_watchers_of_a_run_removed_by_retention_end_with_not_found() -> No
         with pytest.raises(NotFound, match="run 'old' was removed"):
             await asyncio.wait_for(pending, 10)
         with pytest.raises(NotFound):
-            receiver.snapshot("old")
+            await receiver.snapshot("old")
     finally:
         await receiver.stop()
 

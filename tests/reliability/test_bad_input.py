@@ -34,6 +34,7 @@ from vfo_otel.receiver import (
     ReceiverThread,
     RequestError,
     Selection,
+    SqliteStore,
     parse_logs,
     parse_traces,
 )
@@ -78,9 +79,9 @@ def _set(record: object, key: str, value: common_pb2.AnyValue | None) -> None:
 
 
 def _stored(receiver: ReceiverThread) -> dict[str, ev.RunEvent]:
-    store = receiver.server.receiver._store
-    assert store is not None
-    return {e.event_id: e for batch in store.replay() for e in batch}
+    store = receiver.server.receiver.store
+    assert isinstance(store, SqliteStore) and store.store is not None
+    return {e.event_id: e for batch in store.store.replay() for e in batch}
 
 
 def test_each_bad_record_is_rejected_alone_and_its_batch_mates_are_kept(receiver: ReceiverThread) -> None:
@@ -230,7 +231,9 @@ def test_an_export_over_the_size_limit_is_resource_exhausted_with_a_clear_messag
         LOGS,
         logs_request([vfo_log_record(node("n", C, t_s=1, run="small"))]).SerializeToString(),
     )
-    assert "huge" not in receiver.server.receiver.fold.runs and "small" in receiver.server.receiver.fold.runs
+    store = receiver.server.receiver.store
+    assert store is not None
+    assert receiver.call(store.run("huge")) is None and receiver.call(store.run("small")) is not None
 
 
 # ---------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from vfo_otel.receiver import (
     ActiveAttempt,
     ReceiverConfig,
     ReceiverThread,
+    SqliteStore,
     heartbeat_lost_event,
 )
 
@@ -158,9 +159,9 @@ def test_two_replicas_decide_the_same_heartbeat_lost_event() -> None:
                 lambda address=address: SnapshotClient(address).get_snapshot("replica-run").revision == 2,
                 what="synthetic event",
             )
-            store = thread.server.receiver._store
-            assert store is not None
-            ids.append(sorted(e.event_id for batch in store.replay() for e in batch if e.synthetic))
+            store = thread.server.receiver.store
+            assert isinstance(store, SqliteStore) and store.store is not None
+            ids.append(sorted(e.event_id for batch in store.store.replay() for e in batch if e.synthetic))
     assert ids[0] == ids[1] and len(ids[0]) == 1
     expected = heartbeat_lost_event(
         "replica-run", ActiveAttempt(("p", "a", "n", 1), "encode", t), 300_000_000
@@ -196,4 +197,4 @@ def test_the_emitters_heartbeat_keeps_a_long_node_fresh() -> None:
                     assert emitter.stats.heartbeats >= 5
         finally:
             emitter.shutdown()
-        assert thread.server.receiver.fold.runs["hb-run"].active_attempts() == []  # the node ended
+        assert thread.call(thread.server.receiver.run_fold("hb-run")).active_attempts() == []  # it ended

@@ -8,6 +8,7 @@ is ``VFO_OTEL_FLOOD_EVENTS`` (default 100 000 in CI; docs/reliability.md quotes 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -40,22 +41,23 @@ from vfo_otel._gen.vfo.dashboard.v1 import dashboard_pb2 as db
 from vfo_otel._gen.vfo.events.v1 import events_pb2 as ev
 from vfo_otel.client import SnapshotClient
 from vfo_otel.emitter import build_resource
-from vfo_otel.receiver import EventStore, ReceiverConfig, ReceiverThread
+from vfo_otel.receiver import EventRecord, ReceiverConfig, ReceiverThread, Store
 from vfo_otel.testing import CountingLogExporter
 
 C = ev.STATE_COMPLETE
 
 
 class GatedStore:
-    """An EventStore whose ``append`` waits until the test opens the gate (the injected fault)."""
+    """A store whose ``append`` waits until the test opens the gate (the injected fault)."""
 
-    def __init__(self, inner: EventStore) -> None:
+    def __init__(self, inner: Store) -> None:
         self.inner = inner
         self.gate = threading.Event()
 
-    def append(self, events: Sequence[ev.RunEvent]) -> list[ev.RunEvent]:
-        assert self.gate.wait(DEADLINE_S), "gate never opened"
-        return self.inner.append(events)
+    async def append(self, events: Sequence[EventRecord]) -> Any:
+        opened = await asyncio.to_thread(self.gate.wait, DEADLINE_S)
+        assert opened, "gate never opened"
+        return await self.inner.append(events)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
@@ -107,7 +109,8 @@ def test_full_queue_answers_unavailable_with_retry_info_in_both_trailers(
     )  # what Python's reads
     assert info_in_status == retry and retry.retry_delay.ToNanoseconds() == 1_000_000_000
     assert receiver.stats.overloaded == 1
-    assert "refused" not in receiver.fold.runs and "held" in receiver.fold.runs  # nothing of it stored
+    assert thread.call(store.run("refused")) is None  # nothing of it stored
+    assert thread.call(store.run("held")) is not None
 
 
 def test_the_python_otlp_exporter_retries_after_the_delay_and_its_events_are_stored(
@@ -155,9 +158,10 @@ def test_the_python_otlp_exporter_retries_after_the_delay_and_its_events_are_sto
     assert (
         took >= 0.75 and time.monotonic() - refused_at >= 0.75
     )  # it waited the delay the server asked for (1 s)
-    stored = {e.event_id for batch in receiver._store.replay() for e in batch} if receiver._store else set()  # type: ignore[union-attr]
+    sqlite = receiver.store.inner.store  # type: ignore[union-attr]
+    stored = {e.event_id for batch in sqlite.replay() for e in batch}
     assert set(exporter.acknowledged) <= stored
-    assert receiver.fold.runs["retried"].revision == 12
+    assert thread.call(receiver.run_fold("retried")).revision == 12
     record_figures(
         "overload_retry",
         refused_exports=receiver.stats.overloaded,

@@ -139,7 +139,8 @@ def test_grpc_ingest_and_reads_refuse_a_missing_or_wrong_token_over_tls(
             with pytest.raises(grpc.RpcError) as info:
                 read()
             assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
-    assert "intruder" not in secured.server.receiver.fold.runs
+    store = secured.server.receiver.store
+    assert store is not None and secured.call(store.run("intruder")) is None
 
 
 def test_the_right_token_is_accepted_on_grpc_ingest_and_reads_over_tls(
@@ -305,9 +306,9 @@ def test_nothing_but_ingest_writes_to_the_store(secured: ReceiverThread, tls_fil
             timeout=DEADLINE_S,
             metadata=_meta(TOKEN),
         )
-    store = secured.server.receiver._store
+    store = secured.server.receiver.store
     assert store is not None
-    before = store.count()
+    before = secured.call(store.count())
     auth = {"Authorization": f"Bearer {TOKEN}"}
     for path in [
         "/v1/runs",
@@ -327,4 +328,4 @@ def test_nothing_but_ingest_writes_to_the_store(secured: ReceiverThread, tls_fil
         c.list_runs()
         c.get_snapshot("ro-run", "p", "a")
         next(iter(c.watch("ro-run", timeout_s=DEADLINE_S)))
-    assert store.count() == before
+    assert secured.call(store.count()) == before

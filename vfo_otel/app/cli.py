@@ -96,7 +96,8 @@ def _receiver_options(f: Any) -> Any:
             default=_default("store_path"),
             show_default=True,
             type=click.Path(dir_okay=False),
-            help="SQLite event store (':memory:' keeps nothing).",
+            help="Event store: a SQLite file (':memory:' keeps nothing) or a postgresql:// URL"
+            " (one database shared by any number of receivers).",
         ),
         click.option(
             "--retention-runs",
@@ -182,6 +183,20 @@ def _receiver_options(f: Any) -> Any:
     default=None,
     help="End a node silent this many seconds as failed/HeartbeatLost (synthetic). Default: off.",
 )
+@click.option(
+    "--fold-cache-events",
+    type=click.IntRange(min=1),
+    default=_default("fold_cache_events"),
+    show_default=True,
+    help="Bound of the cache of folded runs, in events (about 0.5 KB each); cold runs are evicted.",
+)
+@click.option(
+    "--store-pool-size",
+    type=click.IntRange(min=1, max=100),
+    default=_default("store_pool_size"),
+    show_default=True,
+    help="Connections to a PostgreSQL store.",
+)
 def serve(
     grpc_address: str,
     http_address: str,
@@ -201,13 +216,15 @@ def serve(
     cors_origin: tuple[str, ...],
     stale_after_s: float,
     heartbeat_lost_after_s: float | None,
+    fold_cache_events: int,
+    store_pool_size: int,
 ) -> None:
     """Run the receiver: OTLP in (traces, logs; gRPC, and HTTP when asked), snapshots out (gRPC, HTTP JSON).
 
     Binds to loopback (127.0.0.1) by default; any other address must be given explicitly.
     Stops on SIGINT/SIGTERM after in-flight exports finish.
     """
-    from vfo_otel.receiver import ReceiverServer, TlsFiles, tune_gc
+    from vfo_otel.receiver import ReceiverServer, StoreError, TlsFiles, tune_gc
 
     if bool(tls_cert) != bool(tls_key):
         raise click.UsageError("--tls-cert and --tls-key go together")
@@ -228,6 +245,8 @@ def serve(
         cors_origins=list(cors_origin),
         stale_after_s=stale_after_s,
         heartbeat_lost_after_s=heartbeat_lost_after_s,
+        fold_cache_events=fold_cache_events,
+        store_pool_size=store_pool_size,
     )
     tls = TlsFiles(tls_cert, tls_key) if tls_cert and tls_key else None
 
@@ -235,7 +254,7 @@ def serve(
         server = ReceiverServer(config, tls)
         try:
             await server.start()
-        except (OSError, RuntimeError) as exc:
+        except (OSError, RuntimeError, StoreError) as exc:
             raise click.ClickException(str(exc)) from exc
         tune_gc()
         stop = asyncio.Event()
@@ -250,7 +269,7 @@ def serve(
             http += f", OTLP/HTTP on {otlp_http_host}:{server.otlp_http_port}"
         click.echo(
             f"vfo-otel receiver: OTLP/gRPC on {grpc_host}:{server.grpc_port}{http}, "
-            f"store {config.store_path}",
+            f"store {server.receiver.store.location if server.receiver.store else config.store_path}",
             err=True,
         )
         sys.stderr.flush()

@@ -2,14 +2,16 @@
 
 Core (pure, sans-I/O): the OTLP decoder (:func:`parse_logs`, :func:`parse_traces`; its
 one-pass fast path proven equal to :mod:`vfo_otel.otel`) produces :class:`EventRecord`, the
-one hand-off type; the store (:class:`EventStore`, SQLite) writes records; the fold
+one hand-off type; the store (:class:`Store`: :class:`SqliteStore` over :class:`EventStore`, or
+PostgreSQL, chosen by :func:`open_store`) writes records and is the source of truth; the fold
 (:class:`Fold`, :class:`RunFold`) applies them and builds ``vfo.dashboard.v1.DashboardSnapshot``
 messages for a :class:`Selection`.
 
-Service and edges: :class:`Receiver` (store + fold + snapshot cache + watchers + liveness +
-retention, on one event loop), the thin gRPC (:func:`create_server`) and HTTP
-(:func:`start_http`) adapters, OTLP/HTTP ingest (:func:`start_otlp_http`; OTLP/JSON through
-:func:`parse_logs_json` / :func:`parse_traces_json`), :class:`ReceiverThread` (both servers in a background
+Service and edges: :class:`Receiver` (store + bounded cache of folds built on demand + snapshot
+cache + watchers + liveness + retention, on one event loop), the thin gRPC
+(:func:`create_server`) and HTTP (:func:`start_http`) adapters, OTLP/HTTP ingest
+(:func:`start_otlp_http`; OTLP/JSON through :func:`parse_logs_json` /
+:func:`parse_traces_json`), :class:`ReceiverThread` (the servers in a background
 thread), :class:`ReceiverConfig` and the errors, mapped once to gRPC codes and HTTP statuses.
 """
 
@@ -70,9 +72,11 @@ from vfo_otel.receiver._service import (
     ReceiverStats,
     heartbeat_lost_event,
     make_selection,
+    run_fold_of,
     silent_entity_event,
 )
-from vfo_otel.receiver._sqlite import EventStore, StoreError
+from vfo_otel.receiver._sqlite import EventStore, SqliteStore
+from vfo_otel.receiver._store import Store, StoreError, open_store
 
 __all__ = [
     "DEFAULT_ASSET_PAGE_SIZE",
@@ -104,6 +108,8 @@ __all__ = [
     "RunFold",
     "Selection",
     "SilentEntity",
+    "SqliteStore",
+    "Store",
     "StoreError",
     "TlsFiles",
     "Unauthenticated",
@@ -119,6 +125,7 @@ __all__ = [
     "http_status",
     "log_record_event",
     "make_selection",
+    "open_store",
     "parse_asset_page_token",
     "parse_logs",
     "parse_logs_json",
@@ -127,6 +134,7 @@ __all__ = [
     "parse_traces_json",
     "record_of",
     "resolve_state",
+    "run_fold_of",
     "silent_entity_event",
     "snapshot_of",
     "span_events",

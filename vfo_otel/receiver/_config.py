@@ -45,7 +45,13 @@ class ReceiverConfig(BaseModel):
         http_address: bind address of the HTTP server; None disables HTTP.
         otlp_http_address: bind address of the OTLP/HTTP ingest server (POST ``/v1/logs``,
             ``/v1/traces``, ``/v1/metrics``); None (the default) disables it.
-        store_path: SQLite file (":memory:" keeps nothing across restarts).
+        store_path: the event store: a SQLite file (":memory:" keeps nothing across restarts),
+            or a ``postgresql://`` URL (a database shared by any number of receivers).
+        store_pool_size: connections to a PostgreSQL store (plus one for notifications).
+        fold_cache_events: the fold cache holds runs of at most this many events in all
+            (about 0.5 KB of memory each; default 200,000: ~100 MB); cold runs are evicted,
+            the most recently used run and watched runs stay.
+        fold_cache_runs: and at most this many runs.
         fsync: fsync every commit (survives power loss, slower).
         retention_runs: keep at most this many runs (newest by last event); None: no limit.
         retention_days: drop runs not updated for this many days; None: no limit.
@@ -72,6 +78,9 @@ class ReceiverConfig(BaseModel):
     http_address: str | None = DEFAULT_HTTP_ADDRESS
     otlp_http_address: str | None = None
     store_path: str = "vfo-otel.sqlite3"
+    store_pool_size: int = Field(4, ge=1, le=100)
+    fold_cache_events: int = Field(200_000, ge=1)
+    fold_cache_runs: int = Field(1000, ge=1)
     fsync: bool = False
     retention_runs: int | None = Field(1000, ge=1)
     retention_days: float | None = Field(None, gt=0)

@@ -10,7 +10,8 @@ with the table in :mod:`vfo_otel.receiver._errors`. OTLP behaviour follows the O
 * overload is ``UNAVAILABLE`` with a ``google.rpc.RetryInfo`` both in the standard
   ``grpc-status-details-bin`` status details and in the ``google.rpc.retryinfo-bin``
   trailer (read by the OTel Python exporter);
-* an export is answered only after its events are committed to the store;
+* an export is answered only after its events are committed to the store; an unreachable
+  store is ``UNAVAILABLE`` with ``RetryInfo`` too (for reads as well), so the SDK retries;
 * requests over ``max_request_bytes`` are refused by gRPC with RESOURCE_EXHAUSTED;
 * MetricsService accepts and counts metrics without folding them (so an SDK pointed
   straight at the receiver does not log export errors).
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import hmac
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -48,7 +49,7 @@ from vfo_otel.receiver._errors import (
 )
 from vfo_otel.receiver._selection import Selection
 from vfo_otel.receiver._service import Receiver, make_selection
-from vfo_otel.receiver._sqlite import StoreError
+from vfo_otel.receiver._store import StoreError
 from vfo_otel.receiver._telemetry import refusal_reason
 
 __all__ = ["create_server"]
@@ -109,7 +110,7 @@ class _Otlp:
             return None
         except StoreError as exc:  # retryable for the sender: nothing of the batch was acknowledged
             self.receiver.telemetry.refused("grpc", "store_unavailable")
-            await _abort(context, Overloaded(f"event store unavailable: {exc}", retry_after_s=5.0))
+            await _abort(context, Overloaded(f"event store unavailable: {exc}", retry_after_s=1.0))
             return None
         except Exception as exc:
             self.receiver.telemetry.refused("grpc", "internal")
@@ -228,10 +229,12 @@ class SnapshotServicer(db_grpc.SnapshotServiceServicer):
         self._receiver = receiver
         self._auth = auth
 
-    async def _call(self, context: grpc.aio.ServicerContext[Any, Any], fn: Callable[[], Any]) -> Any:
+    async def _call(
+        self, context: grpc.aio.ServicerContext[Any, Any], fn: Callable[[], Awaitable[Any]]
+    ) -> Any:
         try:
             self._auth.check(context)
-            return fn()
+            return await fn()
         except ReceiverError as exc:
             await _abort(context, exc)
         except Exception as exc:

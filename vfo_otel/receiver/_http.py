@@ -106,7 +106,7 @@ def _selection(request: web.Request) -> Selection:
 async def _runs(request: web.Request) -> web.StreamResponse:
     r = request.app[_RECEIVER]
     return _json(
-        r.list_runs(
+        await r.list_runs(
             _int(request, "page_size"),
             request.query.get("page_token", ""),
             _state(request.query.get("state", "")),
@@ -116,7 +116,7 @@ async def _runs(request: web.Request) -> web.StreamResponse:
 
 async def _snapshot(request: web.Request) -> web.StreamResponse:
     r = request.app[_RECEIVER]
-    text = r.snapshot_json(request.match_info["run_id"], _selection(request))
+    text = await r.snapshot_json(request.match_info["run_id"], _selection(request))
     return web.Response(text=text, content_type="application/json")
 
 
@@ -130,7 +130,7 @@ async def _watch(request: web.Request) -> web.StreamResponse:
             raise Invalid(f"Last-Event-ID must be a snapshot revision (a decimal number), got {last_id!r}")
         after = max(after, int(last_id))
     selection = _selection(request)  # a bad query is a 400, before the stream starts
-    r.check_run(run_id, selection)
+    await r.check_run(run_id, selection)
     resp = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     )
@@ -148,7 +148,7 @@ async def _watch(request: web.Request) -> web.StreamResponse:
                 continue
             snap = pending.result()
             pending = None
-            data = r.snapshot_json(run_id, selection, snap)
+            data = await r.snapshot_json(run_id, selection, snap)
             await resp.write(f"id: {snap.revision}\nevent: snapshot\ndata: {data}\n\n".encode())
     except (ReceiverError, ConnectionResetError):
         return resp

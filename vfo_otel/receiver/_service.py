@@ -1,24 +1,39 @@
-"""The receiver core: store, fold, snapshot cache and watchers, independent of transport.
+"""The receiver core: store, on-demand folds, snapshot cache and watchers, independent of transport.
 
 The gRPC servicers and the HTTP app are thin adapters over :class:`Receiver`.
 
-Ingest path (``ingest``): the store commits the new events on its own thread (durable
-before acknowledged), then the fold applies them on the event loop and every watcher of
-a changed run wakes up. The number of events being stored at once is bounded by
-``max_pending_events``; past it, :class:`~vfo_otel.receiver.Overloaded` is raised (the
-servers answer UNAVAILABLE with retry information).
-Events arrive as :class:`~vfo_otel.receiver._record.EventRecord`, the decoder's hand-off type.
+The store is the source of truth (:mod:`vfo_otel.receiver._store`: SQLite or PostgreSQL);
+everything here is a cache of it. A run's fold is built from its stored events when the run
+is first read or written, kept in a bounded LRU cache (``config.fold_cache_events`` events in
+all, ``config.fold_cache_runs`` runs; a run with watchers is never evicted) and brought up to
+date by reading the revisions after its own (a run's revision is the number of its distinct
+stored events: the same number in every process). Start-up reads no event: the runs list
+comes from the store's runs table, whose list items (header, summary) are written from the
+folds shortly after each change (``ITEM_DELAY_S``), and refolded from the events when missing.
 
-Liveness (``_liveness_loop``, every ``config.liveness_interval_s``): running or waiting
-node attempts whose newest event is older than ``stale_after_s`` are flagged ``stale`` in
-snapshots; when a run's set of stale attempts changes, its cached snapshots are dropped
-and its watchers get a snapshot at once (with the same revision when no event arrived).
-With ``heartbeat_lost_after_s`` set, an attempt silent for that long is ended with a
-synthetic ``failed``/``HeartbeatLost`` event, ingested through the normal store path
-(durable, de-duplicated by a deterministic event id; a later real terminal event wins).
+Ingest path (``ingest``): the store commits the new events (durable before acknowledged)
+and numbers them, then the cached fold applies them on the event loop (or catches up from the
+store when another receiver wrote in between) and every watcher of a changed run wakes up. The
+number of events being stored at once is bounded by ``max_pending_events``; past it,
+:class:`~vfo_otel.receiver.Overloaded` is raised (the servers answer UNAVAILABLE with retry
+information). A store that cannot be reached is UNAVAILABLE too, for writes and reads.
 
-Thread/async contract: every coroutine runs on the receiver's event loop; blocking store
-calls go to one dedicated thread. Fold and caches are touched only on the loop.
+Shared store (PostgreSQL): other receivers' changes arrive as run ids (LISTEN/NOTIFY); the
+runs this receiver caches or watches catch up from the store, and after a reconnect of the
+notification channel every cached run is checked again.
+
+Liveness (``check_liveness``, every ``config.liveness_interval_s``): for every run the runs
+table does not know as terminal, running or waiting node attempts whose newest event is older
+than ``stale_after_s`` are flagged ``stale`` in snapshots; when a run's set of stale attempts
+changes, its cached snapshots are dropped and its watchers get a snapshot at once (with the
+same revision when no event arrived). With ``heartbeat_lost_after_s`` set, an attempt silent
+for that long is ended with a synthetic ``failed``/``HeartbeatLost`` event, ingested through
+the normal store path (durable, de-duplicated by a deterministic event id, so every replica
+writing it stores it once; a later real terminal event wins).
+
+Thread/async contract: every coroutine runs on the receiver's event loop; the store does its
+blocking work off the loop; a cold run is folded on a worker thread before the loop sees it.
+Folds and caches are touched only on the loop.
 """
 
 from __future__ import annotations
@@ -30,8 +45,8 @@ import functools
 import hashlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from google.protobuf import json_format
@@ -39,12 +54,13 @@ from google.protobuf import json_format
 from vfo_otel._gen.vfo.dashboard.v1 import dashboard_pb2 as db
 from vfo_otel._gen.vfo.events.v1 import events_pb2 as ev
 from vfo_otel.contract import HEARTBEAT_LOST as _HEARTBEAT_LOST
+from vfo_otel.receiver import _checkpoint
 from vfo_otel.receiver._config import ReceiverConfig
 from vfo_otel.receiver._errors import Invalid, NotFound, Overloaded
-from vfo_otel.receiver._fold import ActiveAttempt, AttemptKey, Fold, RunFold, SilentEntity
+from vfo_otel.receiver._fold import ActiveAttempt, AttemptKey, RunFold, SilentEntity
 from vfo_otel.receiver._record import EventRecord, record_of
 from vfo_otel.receiver._selection import Selection, parse_asset_page_token
-from vfo_otel.receiver._sqlite import EventStore
+from vfo_otel.receiver._store import RunItem, Store, StoreError, open_store
 from vfo_otel.receiver._telemetry import ReceiverTelemetry
 
 __all__ = [
@@ -54,6 +70,7 @@ __all__ = [
     "ReceiverStats",
     "heartbeat_lost_event",
     "make_selection",
+    "run_fold_of",
     "silent_entity_event",
 ]
 
@@ -115,6 +132,19 @@ def heartbeat_lost_event(run_id: str, attempt: ActiveAttempt, lost_after_ns: int
     event.time.FromNanoseconds(attempt.last_ns + lost_after_ns)
     return event
 
+_log = logging.getLogger("vfo_otel.receiver")
+
+#: How often a running receiver re-applies retention (seconds); also applied at start.
+RETENTION_INTERVAL_S = 3600.0
+#: How long after a change a run's list item (header, summary) is written to the runs table
+#: (changes within it are written once); ``list_runs`` of this receiver writes pending ones first.
+ITEM_DELAY_S = 0.1
+#: At most this many runs whose list item is missing or behind are folded by one ``list_runs``
+#: (the rest by the background repair that starts with the receiver).
+LIST_REPAIR_RUNS = 100
+#: How long a request waits for an unreachable store before it is answered UNAVAILABLE.
+STORE_RETRY_AFTER_S = 1.0
+
 
 def silent_entity_event(run_id: str, entity: SilentEntity, lost_after_ns: int) -> ev.RunEvent:
     """The synthetic ``failed`` / ``HeartbeatLost`` event that ends a silent run, pipeline or
@@ -143,10 +173,24 @@ def silent_entity_event(run_id: str, entity: SilentEntity, lost_after_ns: int) -
     event.time.FromNanoseconds(entity.last_ns + lost_after_ns)
     return event
 
-_log = logging.getLogger("vfo_otel.receiver")
 
-#: How often a running receiver re-applies retention (seconds); also applied at start.
-RETENTION_INTERVAL_S = 3600.0
+def run_fold_of(run_id: str, payloads: Sequence[bytes], fold: RunFold | None = None) -> RunFold:
+    """Fold serialized RunEvents (a run's revisions in order, none seen before) into ``fold``
+    (a new :class:`RunFold` when None); pure, safe on any thread for a fold no one else holds."""
+    run = RunFold(run_id) if fold is None else fold
+    parse, apply = ev.RunEvent.FromString, run.apply_record
+    for payload in payloads:
+        apply(record_of(parse(payload)))
+    return run
+
+
+@contextlib.contextmanager
+def _unavailable() -> Iterator[None]:
+    """A store error while reading: UNAVAILABLE with retry information (the store may come back)."""
+    try:
+        yield
+    except StoreError as exc:
+        raise Overloaded(f"event store unavailable: {exc}", retry_after_s=STORE_RETRY_AFTER_S) from exc
 
 
 @dataclass
@@ -163,6 +207,9 @@ class ReceiverStats:
         runs_expired: runs removed by retention.
         stale_nodes: node attempts flagged stale now (running/waiting, silent past stale_after_s).
         heartbeat_lost: synthetic HeartbeatLost events written by this receiver.
+        folds_built: runs folded from their stored events (cache misses).
+        cached_runs, cached_events: runs in the fold cache and their events (its weight).
+        notifications: run changes announced by other receivers (shared store).
         internal_errors: requests that failed on a fault of the receiver itself (logged with
             their traceback; clients get INTERNAL / 500 without details).
     """
@@ -177,6 +224,10 @@ class ReceiverStats:
     metrics_points_ignored: int = 0
     stale_nodes: int = 0
     heartbeat_lost: int = 0
+    folds_built: int = 0
+    cached_runs: int = 0
+    cached_events: int = 0
+    notifications: int = 0
     internal_errors: int = 0
     by_signal: dict[str, int] = field(default_factory=dict)
 
@@ -186,74 +237,77 @@ class _RunWatch:
 
     def __init__(self) -> None:
         self.cond = asyncio.Condition()
-        self.watchers = 0  # the entry is removed when the last watcher leaves
+        self.watchers = 0
 
 
 class Receiver:
-    """Folds ingested events into per-run snapshots and serves them.
+    """Serves per-run snapshots folded on demand from the store, and ingests into it.
 
     Args:
         config: the validated receiver configuration.
+        store: the store to use (default: :func:`~vfo_otel.receiver._store.open_store` of
+            ``config.store_path``); the receiver opens and closes it.
     """
 
-    def __init__(self, config: ReceiverConfig) -> None:
+    def __init__(self, config: ReceiverConfig, store: Store | None = None) -> None:
         self.config = config
         self.stats = ReceiverStats()
         self.telemetry = ReceiverTelemetry(self)  # GET /metrics
-        #: Called on the loop with the records new to the store after each commit, and with every
-        #: replayed record at start; must not block (the OpenLineage sink only queues).
+        #: Called on the loop with the records new to the store after each commit (and, at
+        #: start, with every stored event); must not block (the OpenLineage sink only queues,
+        #: and skips what it delivered before).
         self.after_commit: list[Callable[[Sequence[EventRecord]], None]] = []
-        self.fold = Fold(dedup=False)  # the store de-duplicates
-        self._store: EventStore | None = None
-        self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vfo-store")
+        self._store_to_open = store
+        self._store: Store | None = None
         self._pending = 0
         self._watches: dict[str, _RunWatch] = {}
+        self._folds: OrderedDict[str, RunFold] = OrderedDict()  # LRU: oldest first
+        self._weight = 0  # events in the cached folds
+        self._locks: dict[str, asyncio.Lock] = {}
         self._cache: dict[tuple[str, Selection], tuple[int, int, db.DashboardSnapshot]] = {}
         self._json_cache: dict[tuple[str, Selection], tuple[db.DashboardSnapshot, str]] = {}
         self._stale: dict[str, frozenset[AttemptKey]] = {}
         self._epoch: dict[str, int] = {}  # bumps when a run's stale set changes with no new event
+        self._dirty: set[str] = set()  # runs whose list item is behind their fold
+        self._new_runs = 0  # runs created since the last retention sweep
         self._started = False
-        self._retention_task: asyncio.Task[None] | None = None
-        self._liveness_task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._item_task: asyncio.Task[None] | None = None
         self._retention_soon: asyncio.Task[None] | None = None
+        self._saved: dict[str, int] = {}  # revision of each run's checkpoint in the store, when known
+        self._saves: set[asyncio.Task[None]] = set()
+        self._save_lock = asyncio.Lock()  # one checkpoint dump at a time
+
+    @property
+    def store(self) -> Store | None:
+        """The open store (None before start and after stop)."""
+        return self._store
 
     # -- lifecycle ---------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Open the store and replay it into the fold (snapshots survive restarts).
+        """Open the store (nothing is replayed: runs are folded when first read or written).
 
         Raises:
             vfo_otel.receiver.StoreError: the store cannot be opened.
         """
         if self._started:
             return
-        loop = asyncio.get_running_loop()
-        self._store = await loop.run_in_executor(
-            self._io, lambda: EventStore(self.config.store_path, fsync=self.config.fsync)
+        store = self._store_to_open or open_store(
+            self.config.store_path, fsync=self.config.fsync, pool_size=self.config.store_pool_size
         )
-        replayed = 0
-        it = self._store.replay()
-        while True:
-            batch = await loop.run_in_executor(self._io, next, it, None)
-            if batch is None:
-                break
-            for e in batch:
-                self.fold.apply(e)
-            if self.after_commit:
-                self._after_commit([record_of(e) for e in batch])
-            replayed += len(batch)
+        await store.open()
+        self._store = store
         self._started = True
-        if replayed:
-            _log.info(
-                "replayed %d events of %d run(s) from %s",
-                replayed,
-                len(self.fold.runs),
-                self.config.store_path,
-            )
+        if store.shared:
+            await store.listen(self._on_change)
         await self.apply_retention()
         if self.config.retention_runs is not None or self.config.retention_days is not None:
-            self._retention_task = asyncio.create_task(self._retention_loop(), name="vfo-retention")
-        self._liveness_task = asyncio.create_task(self._liveness_loop(), name="vfo-liveness")
+            self._tasks.append(asyncio.create_task(self._retention_loop(), name="vfo-retention"))
+        self._tasks.append(asyncio.create_task(self._liveness_loop(), name="vfo-liveness"))
+        self._tasks.append(asyncio.create_task(self._repair_items(), name="vfo-repair-items"))
+        if self.after_commit:  # a sink (OpenLineage) gets what it may not have delivered yet
+            await self._feed_stored()
 
     async def _retention_loop(self) -> None:
         while True:
@@ -271,25 +325,56 @@ class Receiver:
             except Exception:  # never crash after start; try again next time
                 _log.exception("liveness check failed")
 
+    async def _repair_items(self) -> None:
+        """Fold again the runs whose list item is missing or behind (a crash between an ingest
+        and its item, a migrated store, an item write that failed); in the background."""
+        store = self._store
+        done: set[str] = set()
+        while store is not None:
+            try:
+                stale = [r for r in await store.stale_items(200) if r not in done]
+            except StoreError:
+                await asyncio.sleep(5.0)
+                continue
+            if not stale:
+                return
+            for run_id in stale:
+                done.add(run_id)
+                try:
+                    if await self._fold_of(run_id, refresh=True) is not None:
+                        self._dirty.add(run_id)
+                    await self._write_items()
+                except StoreError:
+                    _log.warning("could not fold run %r again; retrying later", run_id)
+            if len(done) > 100_000:
+                done.clear()
+
     def _stale_after_ns(self) -> int:
         return int(self.config.stale_after_s * 1e9)
 
     async def check_liveness(self, now_ns: int | None = None) -> int:
         """Flag stale attempts and, with the HeartbeatLost policy on, end silent ones.
 
-        Runs on the event loop (also called by the liveness task every
+        Looks at every run the runs table does not know as terminal (folding it if it is not
+        cached). Runs on the event loop (also called by the liveness task every
         ``config.liveness_interval_s``). Returns the number of HeartbeatLost events written.
 
         Raises:
-            Overloaded, vfo_otel.receiver.StoreError: writing the synthetic events failed (retried
-                at the next check).
+            Overloaded, vfo_otel.receiver.StoreError: reading the runs or writing the synthetic
+                events failed (retried at the next check).
         """
+        store = self._store
+        if store is None:
+            return 0
         now = time.time_ns() if now_ns is None else now_ns
         stale_after = self._stale_after_ns()
         lost_s = self.config.heartbeat_lost_after_s
         lost: list[ev.RunEvent] = []
         total = 0
-        for run_id, run in list(self.fold.runs.items()):
+        for run_id in await store.unfinished_runs():
+            run = await self._fold_of(run_id)
+            if run is None:
+                continue
             stale = run.stale_keys(now, stale_after)
             total += len(stale)
             if stale != self._stale.get(run_id, frozenset()):
@@ -302,7 +387,7 @@ class Receiver:
                     for attempt in run.active_attempts():
                         if now - attempt.last_ns > lost_ns:
                             lost.append(heartbeat_lost_event(run_id, attempt, lost_ns))
-                silent = run.silent_entities(now, lost_ns)
+                silent = run.silent_entities(now, lost_ns)  # runs, pipelines, assets (docs/fold.md)
                 lost.extend(silent_entity_event(run_id, e, lost_ns) for e in silent)
         self.stats.stale_nodes = total
         if lost:
@@ -318,19 +403,180 @@ class Receiver:
                 watch.cond.notify_all()
 
     async def stop(self) -> None:
-        """Close the store (safe to call twice or before start)."""
-        for attr in ("_retention_task", "_liveness_task", "_retention_soon"):
-            task = getattr(self, attr)
+        """Write pending list items, close the store (safe to call twice or before start)."""
+        tasks = [*self._tasks, self._item_task, self._retention_soon]
+        self._tasks, self._item_task, self._retention_soon = [], None, None
+        for task in tasks:
             if task is None:
                 continue
-            setattr(self, attr, None)
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self._saves:
+            await asyncio.gather(*self._saves, return_exceptions=True)
         if self._store is not None:
+            with contextlib.suppress(StoreError):
+                await self._write_items()
+                for run_id, run in list(self._folds.items()):  # the big runs' folds outlive the process
+                    await self._save(run_id, run, on_thread=False)
             store, self._store = self._store, None
-            await asyncio.get_running_loop().run_in_executor(self._io, store.close)
-        self._io.shutdown(wait=False)
+            await store.close()
+        self._started = False
+
+    # -- the fold cache ------------------------------------------------------------------
+
+    def _lock_of(self, run_id: str) -> asyncio.Lock:
+        lock = self._locks.get(run_id)
+        if lock is None:
+            if len(self._locks) > 4 * max(len(self._folds), 256):  # forget idle locks of uncached runs
+                for rid in [r for r, lk in self._locks.items() if not lk.locked() and r not in self._folds]:
+                    del self._locks[rid]
+            lock = self._locks[run_id] = asyncio.Lock()
+        return lock
+
+    def _put(self, run_id: str, run: RunFold, before: int) -> None:
+        """Cache ``run`` (``before``: the events it held when it was last counted), evicting the
+        coldest unwatched runs past the cache's bounds (the newest one always stays)."""
+        self._folds[run_id] = run
+        self._folds.move_to_end(run_id)
+        self._weight += run.revision - before
+        self._shrink()
+
+    def _shrink(self) -> None:
+        """Evict the coldest runs while the cache is over its bounds; the most recently used
+        run, runs with watchers and runs whose list item is not written yet stay."""
+        max_events, max_runs = self.config.fold_cache_events, self.config.fold_cache_runs
+        if self._weight > max_events or len(self._folds) > max_runs:
+            newest = next(reversed(self._folds), None)
+            for rid in list(self._folds):
+                if self._weight <= max_events and len(self._folds) <= max_runs:
+                    break
+                if rid == newest or rid in self._dirty:
+                    continue
+                watch = self._watches.get(rid)
+                if (watch is not None and watch.watchers) or self._lock_of(rid).locked():
+                    continue
+                self._evict(rid)
+        self.stats.cached_runs, self.stats.cached_events = len(self._folds), self._weight
+
+    def _evict(self, run_id: str, *, save: bool = True) -> None:
+        old = self._folds.pop(run_id, None)
+        if old is not None:
+            self._weight -= old.revision
+            if save and self._needs_save(run_id, old):  # no one mutates it now: dump it on a thread
+                task = asyncio.get_running_loop().create_task(self._save(run_id, old), name="vfo-checkpoint")
+                self._saves.add(task)
+                task.add_done_callback(self._saves.discard)
+        for key in [k for k in self._cache if k[0] == run_id]:
+            del self._cache[key]
+            self._json_cache.pop(key, None)
+        self.stats.cached_runs, self.stats.cached_events = len(self._folds), self._weight
+
+    async def _fold_of(
+        self, run_id: str, *, refresh: bool = False, cached_only: bool = False
+    ) -> RunFold | None:
+        """The run's fold: from the cache, else folded from the store (None: no event stored).
+
+        Args:
+            refresh: also read the revisions stored after the cached fold's (another receiver
+                or a concurrent ingest wrote them).
+            cached_only: None rather than folding a run that is not cached (once any fold of it
+                in progress is done).
+
+        Raises:
+            StoreError: the store cannot be read.
+        """
+        run = self._folds.get(run_id)
+        if run is not None and not refresh:
+            self._folds.move_to_end(run_id)
+            return run
+        store = self._store
+        if store is None:
+            raise StoreError("receiver is not started")
+        async with self._lock_of(run_id):
+            run = self._folds.get(run_id)
+            if run is not None and not refresh:
+                return run
+            if run is None and cached_only:
+                return None
+            before = run.revision if run is not None else 0
+            if run is None:
+                run, payloads = await self._cold_fold(store, run_id)
+                if run is None and not payloads:
+                    return None
+                if len(payloads) > 2000:  # a cold run of size: fold it off the loop
+                    run = await asyncio.to_thread(run_fold_of, run_id, payloads, run)
+                else:
+                    run = run_fold_of(run_id, payloads, run)
+                self.stats.folds_built += 1
+            else:
+                payloads = await store.events(run_id, before)
+                if payloads:
+                    run_fold_of(run_id, payloads, run)
+                elif refresh and await self._removed(store, run_id, run):
+                    return None
+            self._put(run_id, run, before)
+            return run
+
+    async def _removed(self, store: Store, run_id: str, run: RunFold) -> bool:
+        """True (and the run forgotten) when the store no longer has the run as cached
+        (deleted by retention, possibly re-created since: then it is folded again)."""
+        row = await store.run(run_id)
+        if row is not None and row.revision >= run.revision:
+            return False
+        self._forget(run_id)
+        return True
+
+    def _needs_save(self, run_id: str, run: RunFold) -> bool:
+        return run.revision >= _checkpoint.MIN_EVENTS and self._saved.get(run_id, 0) < run.revision
+
+    async def _save(self, run_id: str, run: RunFold, *, on_thread: bool = True) -> None:
+        """Save the fold checkpoint of an evicted (or, at stop, cached) big run; failures only log."""
+        store = self._store
+        if store is None or not self._needs_save(run_id, run):
+            return
+        try:
+            async with self._save_lock:
+                blob = await asyncio.to_thread(_checkpoint.dump, run) if on_thread else _checkpoint.dump(run)
+                await store.put_checkpoint(run_id, run.revision, _checkpoint.FOLD_CODE, blob)
+            self._saved[run_id] = run.revision
+        except Exception:  # a cache: the events stay the truth
+            _log.warning("run %r: could not save its fold checkpoint", run_id, exc_info=True)
+
+    async def _cold_fold(self, store: Store, run_id: str) -> tuple[RunFold | None, list[bytes]]:
+        """A fold from the run's checkpoint of this fold code, if any, and the events after it."""
+        saved = await store.checkpoint(run_id)
+        if saved is not None and saved[1] == _checkpoint.FOLD_CODE:
+            try:
+                run = await asyncio.to_thread(_checkpoint.load, saved[2])
+            except ValueError:
+                _log.warning("run %r: ignoring an unreadable fold checkpoint", run_id, exc_info=True)
+            else:
+                if run.run_id == run_id and run.revision == saved[0]:
+                    self._saved[run_id] = run.revision
+                    return run, await store.events(run_id, run.revision)
+        return None, await store.events(run_id, 0)
+
+    def _forget(self, run_id: str) -> None:
+        self._saved.pop(run_id, None)
+        self._evict(run_id, save=False)
+        self._stale.pop(run_id, None)
+        self._epoch.pop(run_id, None)
+        self._dirty.discard(run_id)
+
+    async def run_fold(self, run_id: str) -> RunFold:
+        """The current fold of a run (cached, or folded from the store).
+
+        Raises:
+            NotFound: unknown run. Invalid: empty run id. Overloaded: the store is unreachable.
+        """
+        if not run_id:
+            raise Invalid("run_id is required")
+        with _unavailable():
+            run = await self._fold_of(run_id)
+        if run is None:
+            raise NotFound(f"run {run_id!r} not found")
+        return run
 
     # -- ingest ------------------------------------------------------------------------
 
@@ -353,25 +599,34 @@ class Receiver:
         self._pending += len(events)
         started = time.perf_counter()
         try:
-            new = await asyncio.get_running_loop().run_in_executor(self._io, store.append, events)
+            appended = await store.append(events)
         finally:
             self._pending -= len(events)
         self.telemetry.commit_done(time.perf_counter() - started)
+        new = appended.records
         self.stats.events_received += len(events)
         self.stats.events_stored += len(new)
         self.stats.duplicates += len(events) - len(new)
         self.stats.by_signal[signal] = self.stats.by_signal.get(signal, 0) + len(new)
-        if self.after_commit and new:
+        if not new:
+            return 0
+        if self.after_commit:
             self._after_commit(new)
-        changed = self.fold.apply_records(new)
-        if self._over_run_limit():
-            self._schedule_retention()  # retention_runs bounds memory, not only the hourly sweep
-        now, stale_after = time.time_ns(), self._stale_after_ns()
-        for run_id in changed:
-            run = self.fold.runs.get(run_id)
-            if run is not None:  # the revision changed: the stale set is re-read without an epoch bump
-                self._stale[run_id] = run.stale_keys(now, stale_after)
-            await self._wake(run_id)
+        by_run: dict[str, list[EventRecord]] = {}
+        for r in new:
+            by_run.setdefault(r.run_id, []).append(r)
+        for run_id, records in by_run.items():
+            base = appended.bases[run_id]
+            if base == 0:
+                self._new_runs += 1
+            try:
+                await self._advance(run_id, base, records)
+            except StoreError:  # stored and acknowledged: the fold catches up at the next read
+                _log.warning("run %r: stored, but could not be folded now", run_id, exc_info=True)
+                self._evict(run_id)
+        if self._over_run_margin():
+            self._schedule_retention()  # retention_runs bounds the store, not only the hourly sweep
+        self._schedule_items()
         return len(new)
 
     def _after_commit(self, records: Sequence[EventRecord]) -> None:
@@ -381,6 +636,120 @@ class Receiver:
             except Exception:  # the events are committed: a hook's failure never fails ingest
                 _log.exception("after-commit hook failed")
 
+    async def _feed_stored(self) -> None:
+        """Hand every stored event to the after-commit hooks, run by run, at start (the sinks
+        skip what they delivered before): what was committed but not delivered before a restart
+        is delivered now. Only with a hook: otherwise start reads no event."""
+        store = self._store
+        offset = 0
+        while store is not None and self.after_commit:
+            rows = await store.list_items(offset, 200)
+            for row in rows:
+                payloads = await store.events(row.run_id)
+                self._after_commit([record_of(ev.RunEvent.FromString(p)) for p in payloads])
+            if len(rows) < 200:
+                return
+            offset += len(rows)
+
+    async def _advance(self, run_id: str, base: int, records: list[EventRecord]) -> None:
+        """Fold a run's new records (revisions ``base + 1 ..``): straight into the cached fold
+        when it holds exactly the revisions before them, else by reading from the store."""
+        run = self._folds.get(run_id)
+        if run is not None and run.revision >= base + len(records) and not self._lock_of(run_id).locked():
+            pass  # a catch-up (another receiver's notification) already read these revisions
+        elif run is not None and run.revision == base and not self._lock_of(run_id).locked():
+            for r in records:
+                run.apply_record(r)
+            self._put(run_id, run, base)
+        else:
+            found = await self._fold_of(run_id, refresh=True)
+            if found is None:
+                return
+            run = found
+        self._changed_run(run_id, run)
+        await self._wake(run_id)
+
+    def _changed_run(self, run_id: str, run: RunFold) -> None:
+        """A run's revision moved: its stale set is re-read (no epoch bump), its item is due."""
+        self._stale[run_id] = run.stale_keys(time.time_ns(), self._stale_after_ns())
+        self._dirty.add(run_id)
+
+    def _schedule_items(self) -> None:
+        if self._item_task is None or self._item_task.done():
+            self._item_task = asyncio.create_task(self._items_soon(), name="vfo-run-items")
+
+    async def _items_soon(self) -> None:
+        await asyncio.sleep(ITEM_DELAY_S)
+        try:
+            await self._write_items()
+        except StoreError:  # the items stay dirty; stale_items() finds them after a restart
+            _log.warning("could not write run list items; retrying with the next change", exc_info=True)
+
+    def _item(self, run_id: str, run: RunFold) -> RunItem:
+        header = run.header()
+        summary = run.summary()
+        item = db.RunListItem(run=header, summary=summary, revision=run.revision)
+        return RunItem(
+            run_id, run.revision, header.state, header.start_time.ToNanoseconds(), item.SerializeToString()
+        )
+
+    async def _write_items(self) -> None:
+        """Write the list items of the changed runs to the runs table."""
+        store = self._store
+        if store is None or not self._dirty:
+            return
+        dirty, self._dirty = self._dirty, set()
+        items = []
+        for run_id in sorted(dirty):
+            run = self._folds.get(run_id)
+            if run is not None:
+                items.append(self._item(run_id, run))
+        try:
+            await store.put_items(items)
+        except BaseException:
+            self._dirty |= {i.run_id for i in items}
+            raise
+        self._shrink()  # written runs may leave the cache now
+
+    # -- changes from other receivers ----------------------------------------------------
+
+    def _on_change(self, run_ids: Sequence[str] | None) -> None:
+        """Called by the store's listener with runs other receivers changed (None: catch up all)."""
+        locks = self._locks
+        if run_ids is None:
+            todo = set(self._folds) | set(self._watches) | {r for r, lk in locks.items() if lk.locked()}
+        else:
+            self.stats.notifications += len(run_ids)
+            # a run being folded now (its lock held) may have read the store before this change
+            todo = {
+                r for r in run_ids
+                if r in self._folds or r in self._watches or (r in locks and locks[r].locked())
+            }
+        if todo:
+            task = asyncio.create_task(self._catch_up(sorted(todo)), name="vfo-catch-up")
+            self._tasks.append(task)
+            task.add_done_callback(lambda t: self._tasks.remove(t) if t in self._tasks else None)
+
+    async def _catch_up(self, run_ids: list[str]) -> None:
+        for run_id in run_ids:
+            try:
+                before = self._folds.get(run_id)
+                rev = before.revision if before is not None else -1
+                watched = run_id in self._watches
+                run = await self._fold_of(run_id, refresh=True, cached_only=not watched)
+                if run is None:
+                    watch = self._watches.get(run_id)
+                    if watch is not None:
+                        await self._wake(run_id)  # its watchers end with NotFound
+                    continue
+                if run.revision != rev:
+                    self._stale[run_id] = run.stale_keys(time.time_ns(), self._stale_after_ns())
+                    await self._wake(run_id)
+            except StoreError:
+                _log.warning("run %r: could not catch up with the store", run_id, exc_info=True)
+
+    # -- retention -----------------------------------------------------------------------
+
     def _schedule_retention(self) -> None:
         """Run retention soon, once at a time (runs on the loop; ingest does not wait for it)."""
         if self._retention_soon is not None and not self._retention_soon.done():
@@ -388,21 +757,21 @@ class Receiver:
 
         async def sweep() -> None:
             try:
-                # Runs that arrived while a sweep ran are not in it: sweep again until under the
-                # bound, so it holds once ingest pauses, whatever the machine's load.
+                # Runs created while a sweep ran are not in it: sweep again while there are more
+                # than the margin, so the bound holds once ingest pauses, whatever the load.
                 while True:
                     await self.apply_retention()
-                    if not self._over_run_limit():
+                    if not self._over_run_margin():
                         return
             except Exception:  # never crash after start; the next ingest or sweep tries again
                 _log.exception("retention failed")
 
         self._retention_soon = asyncio.create_task(sweep(), name="vfo-retention-now")
 
-    def _over_run_limit(self) -> bool:
-        """More runs than ``retention_runs`` plus a margin of 10% (at least 1): sweep now."""
+    def _over_run_margin(self) -> bool:
+        """More new runs since the last sweep than 10% of ``retention_runs`` (at least 1)."""
         limit = self.config.retention_runs
-        return limit is not None and len(self.fold.runs) > limit + max(limit // 10, 1)
+        return limit is not None and self._new_runs > max(limit // 10, 1)
 
     @property
     def pending_events(self) -> int:
@@ -410,39 +779,31 @@ class Receiver:
         return self._pending
 
     async def apply_retention(self) -> list[str]:
-        """Remove runs outside retention from the store and the fold; returns their ids."""
+        """Remove runs outside retention from the store and the caches; returns their ids.
+
+        Runs are deleted in batches; a run that got an event after it was chosen is kept.
+        """
         store = self._store
         if store is None or (self.config.retention_runs is None and self.config.retention_days is None):
             return []
+        self._new_runs = 0
         min_time = None
         if self.config.retention_days is not None:
             min_time = time.time_ns() - int(self.config.retention_days * 86400e9)
-        loop = asyncio.get_running_loop()
-        expired = await loop.run_in_executor(
-            self._io, lambda: store.expired_runs(max_runs=self.config.retention_runs, min_time_ns=min_time)
-        )
-        if expired:
-            await loop.run_in_executor(self._io, store.delete_runs, expired)
-            for run_id in expired:
-                self.fold.drop(run_id)
-                self._stale.pop(run_id, None)
-                self._epoch.pop(run_id, None)
-                for key in [k for k in self._cache if k[0] == run_id]:
-                    del self._cache[key]
-                    self._json_cache.pop(key, None)
-                watch = self._watches.get(run_id)
-                if watch is not None:  # its watchers end with NotFound
-                    async with watch.cond:
-                        watch.cond.notify_all()
-            self.stats.runs_expired += len(expired)
+        chosen = await store.expired_runs(max_runs=self.config.retention_runs, min_time_ns=min_time)
+        expired = await store.delete_runs(chosen) if chosen else []
+        for run_id in expired:
+            self._forget(run_id)
+            await self._wake(run_id)  # its watchers end with NotFound
+        self.stats.runs_expired += len(expired)
         return expired
 
     # -- reads -------------------------------------------------------------------------
 
-    def check_run(self, run_id: str, selection: Selection | None = None) -> None:
+    async def check_run(self, run_id: str, selection: Selection | None = None) -> None:
         """Raise what :meth:`snapshot` would for this run and selection: NotFound (unknown
         run) or Invalid (empty id, a page token of another run's pipeline); return otherwise."""
-        self._check_selection(self._run(run_id), run_id, selection)
+        self._check_selection(await self.run_fold(run_id), run_id, selection)
 
     @staticmethod
     def _check_selection(run: RunFold, run_id: str, sel: Selection | None) -> None:
@@ -454,22 +815,16 @@ class Receiver:
                     " pass a token from a snapshot of this run"
                 )
 
-    def _run(self, run_id: str) -> RunFold:
-        if not run_id:
-            raise Invalid("run_id is required")
-        run = self.fold.runs.get(run_id)
-        if run is None:
-            raise NotFound(f"run {run_id!r} not found")
-        return run
-
-    def snapshot(self, run_id: str, selection: Selection | None = None) -> db.DashboardSnapshot:
+    async def snapshot(self, run_id: str, selection: Selection | None = None) -> db.DashboardSnapshot:
         """The current DashboardSnapshot of a run (cached per revision and selection).
 
         Raises:
             NotFound: unknown run. Invalid: empty run id, or an asset page token that names a
-                pipeline this run does not have.
+                pipeline this run does not have. Overloaded: the store is unreachable.
         """
-        run = self._run(run_id)
+        return self._snapshot(run_id, await self.run_fold(run_id), selection)
+
+    def _snapshot(self, run_id: str, run: RunFold, selection: Selection | None) -> db.DashboardSnapshot:
         sel = selection or Selection()
         self._check_selection(run, run_id, sel)
         key = (run_id, sel)
@@ -486,7 +841,7 @@ class Receiver:
         self._cache[key] = (run.revision, epoch, snap)
         return snap
 
-    def snapshot_json(
+    async def snapshot_json(
         self, run_id: str, selection: Selection | None = None, snap: db.DashboardSnapshot | None = None
     ) -> str:
         """The snapshot as protobuf JSON (the HTTP body), encoded once per revision and selection.
@@ -495,10 +850,10 @@ class Receiver:
             snap: encode this snapshot of the run (e.g. one a watch yielded) instead of the current one.
 
         Raises:
-            NotFound: unknown run. Invalid: empty run id.
+            NotFound: unknown run. Invalid: empty run id. Overloaded: the store is unreachable.
         """
         if snap is None:
-            snap = self.snapshot(run_id, selection)
+            snap = await self.snapshot(run_id, selection)
         key = (run_id, selection or Selection())
         cached = self._json_cache.get(key)
         if cached is not None and cached[0] is snap:
@@ -507,17 +862,21 @@ class Receiver:
         self._json_cache[key] = (snap, text)
         return text
 
-    def list_runs(self, page_size: int = 50, page_token: str = "", state: int = 0) -> db.ListRunsResponse:
-        """Runs newest first (by start time, then run id), filtered by state, paged.
+    async def list_runs(
+        self, page_size: int = 50, page_token: str = "", state: int = 0
+    ) -> db.ListRunsResponse:
+        """Runs newest first (by start time, then run id), filtered by state, paged; read from
+        the runs table (this receiver's pending items are written first).
 
         Raises:
-            Invalid: a malformed page token or page size over 1000.
+            Invalid: a malformed page token or page size over 1000. Overloaded: the store is
+                unreachable.
         """
         if page_size > 1000:
             raise Invalid("page_size must be <= 1000")
-        size = page_size or 50
         if page_size < 0:
             raise Invalid(f"page_size must be >= 0, got {page_size}")
+        size = page_size or 50
         offset = 0
         if page_token:
             bad = Invalid(f"malformed page_token {page_token!r}: pass next_page_token of a response")
@@ -528,26 +887,28 @@ class Receiver:
             if not (text.isdigit() and len(text) <= 12):  # digits only: no sign, no huge number
                 raise bad
             offset = int(text)
-        items = []
-        for run in self.fold.runs.values():
-            header = run.header()
-            if state and header.state != state:
-                continue
-            items.append((header, run))
-        items.sort(key=lambda hr: (hr[0].start_time.ToNanoseconds(), hr[0].run_id), reverse=True)
+        store = self._store
+        if store is None:
+            raise Overloaded("receiver is not started", retry_after_s=1.0)
+        with _unavailable():
+            await self._write_items()
+            for run_id in await store.stale_items(LIST_REPAIR_RUNS):  # a crash or a migration left them
+                if run_id not in self._dirty and await self._fold_of(run_id, refresh=True) is not None:
+                    self._dirty.add(run_id)
+            await self._write_items()
+            rows = await store.list_items(offset, size + 1, state)
         out = db.ListRunsResponse()
-        now, stale_after = time.time_ns(), self._stale_after_ns()
-        for header, run in items[offset : offset + size]:
-            summary = run.summary(run.stale_keys(now, stale_after))
-            out.runs.add(run=header, summary=summary, revision=run.revision)
-        if offset + size < len(items):
+        for row in rows[:size]:
+            assert row.item is not None
+            item = out.runs.add()
+            item.ParseFromString(row.item)
+            stale = self._stale.get(row.run_id)
+            run = self._folds.get(row.run_id)
+            if stale and run is not None:
+                item.summary.stale_nodes = run.summary(stale).stale_nodes
+        if len(rows) > size:
             out.next_page_token = base64.urlsafe_b64encode(str(offset + size).encode()).decode()
         return out
-
-    @property
-    def snapshot_cache_size(self) -> int:
-        """Snapshots held in the cache now."""
-        return len(self._cache)
 
     async def watch(
         self, run_id: str, selection: Selection | None = None, after_revision: int = 0
@@ -558,39 +919,35 @@ class Receiver:
         Revisions may be coalesced: a slow reader gets the newest, never an older one.
 
         Raises:
-            NotFound: unknown run (when the watch starts). Invalid: as :meth:`check_run`.
+            NotFound: unknown run (when the watch starts), or the run was removed.
+            Invalid: as :meth:`check_run`. Overloaded: the store is unreachable.
         """
-        self.check_run(run_id, selection)
-        self.telemetry.watchers += 1  # a live stream, until it ends however it ends
-        try:
-            async for snap in self._watch(run_id, selection, after_revision):
-                yield snap
-        finally:
-            self.telemetry.watchers -= 1
-
-    async def _watch(
-        self, run_id: str, selection: Selection | None, after_revision: int
-    ) -> AsyncIterator[db.DashboardSnapshot]:
+        await self.check_run(run_id, selection)
         watch = self._watches.setdefault(run_id, _RunWatch())
         watch.watchers += 1
+        self.telemetry.watchers += 1  # a live stream, until it ends however it ends
         try:
             last = after_revision
             last_epoch = self._epoch.get(run_id, 0)
             while True:
-                run = self.fold.runs.get(run_id)
+                run = self._folds.get(run_id)
                 if run is None:
-                    raise NotFound(f"run {run_id!r} was removed")
+                    with _unavailable():
+                        run = await self._fold_of(run_id)
+                    if run is None:
+                        raise NotFound(f"run {run_id!r} was removed")
                 epoch = self._epoch.get(run_id, 0)
                 if run.revision > last or epoch != last_epoch:
-                    snap = self.snapshot(run_id, selection)
+                    snap = self._snapshot(run_id, run, selection)
                     last, last_epoch = max(last, snap.revision), epoch
                     yield snap
                     continue
                 async with watch.cond:
                     await watch.cond.wait_for(functools.partial(self._changed, run_id, last, last_epoch))
         finally:
+            self.telemetry.watchers -= 1
             watch.watchers -= 1
-            if watch.watchers == 0 and self._watches.get(run_id) is watch:
+            if not watch.watchers and self._watches.get(run_id) is watch:
                 del self._watches[run_id]  # the table holds only runs someone watches
 
     @property
@@ -598,8 +955,18 @@ class Receiver:
         """Runs with at least one live watcher (the size of the watcher table)."""
         return len(self._watches)
 
+    @property
+    def snapshot_cache_size(self) -> int:
+        """Snapshots held in the cache now."""
+        return len(self._cache)
+
+    @property
+    def cached_runs(self) -> int:
+        """Runs whose fold is in the cache now."""
+        return len(self._folds)
+
     def _changed(self, run_id: str, revision: int, epoch: int) -> bool:
-        """True when the run was removed, has a revision greater than ``revision``, or its
-        stale set changed since ``epoch``."""
-        run = self.fold.runs.get(run_id)
+        """True when the run left the cache (removed or evicted), has a revision greater than
+        ``revision``, or its stale set changed since ``epoch``."""
+        run = self._folds.get(run_id)
         return run is None or run.revision > revision or self._epoch.get(run_id, 0) != epoch

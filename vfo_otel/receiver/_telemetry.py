@@ -63,7 +63,7 @@ SERIES: dict[str, tuple[str, tuple[str, ...], str]] = {
         "counter", ("result",), "snapshot reads served from the cache (hit) or built (miss)"),
     "vfo_receiver_snapshot_cache_entries": ("gauge", (), "snapshots held in the cache"),
     "vfo_receiver_watchers": ("gauge", (), "live snapshot streams (gRPC WatchSnapshot and HTTP SSE)"),
-    "vfo_receiver_runs": ("gauge", (), "runs held in memory (within retention)"),
+    "vfo_receiver_runs": ("gauge", (), "runs whose fold is in the fold cache now"),
     "vfo_receiver_pending_events": ("gauge", (), "events of exports being stored now"),
     "vfo_receiver_stale_nodes": ("gauge", (), "node attempts stale at the last liveness check"),
     "vfo_receiver_heartbeat_lost_total": ("counter", (), "synthetic HeartbeatLost events written"),
@@ -114,7 +114,7 @@ class _Live(Collector):
         yield counter("vfo_receiver_retention_runs_deleted_total", stats.runs_expired)
         yield gauge("vfo_receiver_snapshot_cache_entries", r.snapshot_cache_size)
         yield gauge("vfo_receiver_watchers", self._telemetry.watchers)
-        yield gauge("vfo_receiver_runs", len(r.fold.runs))
+        yield gauge("vfo_receiver_runs", r.cached_runs)
         yield gauge("vfo_receiver_pending_events", r.pending_events)
         yield gauge("vfo_receiver_stale_nodes", stats.stale_nodes)
 
