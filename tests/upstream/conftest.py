@@ -43,5 +43,3 @@ def direct_receiver(procs: Callable[..., Any]) -> Receiver:
 def prometheus(procs: Callable[..., Any]) -> Prometheus:
     p: Prometheus = procs(Prometheus, "prometheus")
     return p.start()
-
-

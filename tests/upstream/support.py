@@ -68,7 +68,9 @@ def child_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def wait_until(predicate: Callable[[], T | None], timeout_s: float = DEADLINE_S, what: str = "condition") -> T:
+def wait_until(
+    predicate: Callable[[], T | None], timeout_s: float = DEADLINE_S, what: str = "condition"
+) -> T:
     """Poll real external state (a server's API, a process) until ``predicate()`` is truthy."""
     deadline = time.monotonic() + timeout_s
     delay, last = 0.02, None
@@ -363,7 +365,10 @@ class FanOut:
         reader = PeriodicExportingMetricReader(metrics, export_interval_millis=600_000)
         self.mp = MeterProvider(resource=resource, metric_readers=[reader], shutdown_on_exit=False)
         self.emitter = Emitter(
-            tracer_provider=self.tp, logger_provider=self.lp, meter_provider=self.mp, heartbeat_interval_s=None
+            tracer_provider=self.tp,
+            logger_provider=self.lp,
+            meter_provider=self.mp,
+            heartbeat_interval_s=None,
         )
 
     @property

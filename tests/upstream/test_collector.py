@@ -9,7 +9,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from tests.conftest import _reference_scenario
@@ -57,7 +56,8 @@ def test_real_collector_validates_loadbalancing_config_but_its_exporter(tmp_path
     }
     for pipeline in config["service"]["pipelines"].values():
         pipeline["exporters"] = [
-            "otlp_grpc/vfo_receivers" if e == "load_balancing/vfo_receivers" else e for e in pipeline["exporters"]
+            "otlp_grpc/vfo_receivers" if e == "load_balancing/vfo_receivers" else e
+            for e in pipeline["exporters"]
         ]
     variant = tmp_path / "otelcol-loadbalancing-without-lb.yaml"
     variant.write_text(yaml.safe_dump(config))
@@ -77,7 +77,9 @@ def test_emitter_collector_receiver_snapshot_equals_direct(
         _reference_scenario(fan.emitter, run_id="run-via-collector")
         fan.flush()
         assert fan.failed == [] and len(fan.acknowledged) > 0
-        snap = wait_snapshots_equal(receiver.grpc_endpoint, direct_receiver.grpc_endpoint, "run-via-collector")
+        snap = wait_snapshots_equal(
+            receiver.grpc_endpoint, direct_receiver.grpc_endpoint, "run-via-collector"
+        )
         assert snap.revision > 0
     finally:
         fan.close()
