@@ -161,9 +161,10 @@ class Collector(Process):
         super().__init__(workdir)
         self.binary = upstream_binary("otelcol")
         self.config = config
-        self.env = dict(env or {})
-        self.sets = list(sets)
         self.grpc_port, self.http_port, self.health_port = free_port(), free_port(), free_port()
+        # The metrics path's loopback second stage (otlp/metrics_merge) gets its own free port too.
+        self.env = {"VFO_METRICS_MERGE_ENDPOINT": f"127.0.0.1:{free_port()}", **(env or {})}
+        self.sets = list(sets)
         self.storage = workdir / "file_storage"
         self.storage.mkdir(exist_ok=True)
 
