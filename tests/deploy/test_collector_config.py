@@ -36,7 +36,7 @@ VFO_RECEIVER_GRPC_PORT = 4317
 REPO = Path(__file__).resolve().parents[2]
 CONFIG_DIR = REPO / "collector-config"
 CONFIG_FILES = ("otelcol.yaml", "otelcol-loadbalancing.yaml")
-COMPONENTS_FILE = Path(__file__).resolve().parent / "data" / "otelcol-contrib-0.156.0-components.txt"
+COMPONENTS_FILE = Path(__file__).resolve().parent / "data" / "otelcol-contrib-0.161.0-components.txt"
 SIGNALS = ("traces", "metrics", "logs")
 KINDS = {
     "receivers": "receiver",
@@ -285,6 +285,8 @@ _AGG = re.compile(
 _KEEP = re.compile(
     r"^keep_keys\((?:datapoint\.)?attributes,\s*\[(?P<keys>[^\]]*)\]\)(?:\s+where\s+(?P<where>.+))?$"
 )
+# transform/drop_process_identity: resource attributes only, never a data point's (docs/deploy.md).
+_DROP_INSTANCE = 'delete_key(resource.attributes, "service.instance.id")'
 _TYPE_COND = re.compile(r"metric\.type\s*==\s*METRIC_DATA_TYPE_(\w+)")
 OTLP_TYPES = {"SUM", "GAUGE", "HISTOGRAM", "EXPONENTIAL_HISTOGRAM", "SUMMARY"}
 
@@ -329,6 +331,8 @@ def metric_operations(cfg: dict[str, Any], pipeline_id: str) -> list[tuple[str, 
                     ops.append(("aggregate", _where_types(m.group("where")), _keys(m.group("keys"))))
                 elif context == "datapoint" and (m := _KEEP.match(stmt)):
                     ops.append(("keep", _where_types(m.group("where")), _keys(m.group("keys"))))
+                elif context == "resource" and stmt == _DROP_INSTANCE:
+                    pass  # the per-process identity (issue 14 item 4): no data-point attribute changes
                 else:
                     raise ValueError(f"statement not understood by the model ({context}): {stmt}")
     return ops
@@ -377,7 +381,20 @@ def check_metric_allowlist(
     allowed = set(allowed)
     problems = []
     pipelines = (cfg.get("service") or {}).get("pipelines") or {}
-    metric_pipelines = [pid for pid in pipelines if component_type(pid) == "metrics"]
+    # Pipelines fed by the OTLP ingress. metrics/merge (issue 14) is fed only by the first stage over
+    # loopback, i.e. by data that already went through the allow-list.
+    metric_pipelines = [
+        pid
+        for pid in pipelines
+        if component_type(pid) == "metrics" and "otlp" in _as_list((pipelines[pid] or {}).get("receivers"))
+    ]
+    for pid in pipelines:
+        if component_type(pid) == "metrics" and pid not in metric_pipelines:
+            for rid in _as_list((pipelines[pid] or {}).get("receivers")):
+                rcfg = (cfg.get("receivers") or {}).get(rid) or {}
+                grpc = (rcfg.get("protocols") or {}).get("grpc") or {}
+                if not resolve_env_defaults(str(grpc.get("endpoint", ""))).startswith("127.0.0.1:"):
+                    problems.append(f"pipeline {pid!r}: receiver {rid!r} is not loopback-only")
     if not metric_pipelines:
         return ["no metrics pipeline"]
     for pid in metric_pipelines:
@@ -492,6 +509,7 @@ def test_component_list_names_its_source(catalog: Catalog) -> None:
     assert "opentelemetry-collector-releases" in catalog.source
     assert "distributions/otelcol-contrib/manifest.yaml" in catalog.source
     assert "v0.156.0" in catalog.source
+    assert "0.161.0" in catalog.source
     # The renamed core exporters are listed under their new names, the old ones as deprecated.
     assert ("exporter", "otlp_grpc") in catalog.types and ("exporter", "otlp_http") in catalog.types
     assert catalog.deprecated[("exporter", "otlp")] == "otlp_grpc"
@@ -521,11 +539,18 @@ def test_every_sink_has_its_own_exporter() -> None:
         by_signal.setdefault(component_type(pid), set()).update(pl["exporters"])
     assert by_signal["traces"] == {"otlp_grpc/tempo", "otlp_grpc/vfo_receiver"}
     assert by_signal["logs"] == {"otlp_http/loki", "otlp_grpc/vfo_receiver"}
-    assert by_signal["metrics"] == {"otlp_http/mimir"}
+    # metrics: first stage -> the collector's own loopback second stage (metrics/merge) -> Mimir
+    assert by_signal["metrics"] == {"otlp_grpc/metrics_merge", "otlp_http/mimir"}
+    assert pipelines["metrics"]["exporters"] == ["otlp_grpc/metrics_merge"]
+    assert pipelines["metrics/merge"]["receivers"] == ["otlp/metrics_merge"]
+    assert pipelines["metrics/merge"]["exporters"] == ["otlp_http/mimir"]
     endpoints = {eid: resolve_env_defaults(e["endpoint"]) for eid, e in cfg["exporters"].items()}
     assert endpoints["otlp_http/loki"] == "http://loki:3100/otlp"
     assert endpoints["otlp_http/mimir"] == "http://mimir:9009/otlp"
     assert endpoints["otlp_grpc/tempo"] == "tempo:4317"
+    merge_receiver = cfg["receivers"]["otlp/metrics_merge"]["protocols"]["grpc"]["endpoint"]
+    assert endpoints["otlp_grpc/metrics_merge"] == resolve_env_defaults(merge_receiver) == "127.0.0.1:4319"
+    assert cfg["exporters"]["otlp_grpc/metrics_merge"]["sending_queue"]["num_consumers"] == 1
 
 
 def test_loadbalancing_variant_matches_base_for_backends() -> None:
