@@ -103,4 +103,8 @@ if [ "${1:-}" = "--path" ]; then
 fi
 
 names=("$@"); [ ${#names[@]} -gt 0 ] || names=(otelcol prometheus goclient)
+# One build at a time per cache (two cores; and two runs must not race to fill the same directory).
+mkdir -p "$CACHE_ROOT"
+exec 9>"$CACHE_ROOT/.lock"
+flock 9
 for n in "${names[@]}"; do build_one "$n"; done

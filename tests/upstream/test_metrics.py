@@ -148,7 +148,9 @@ def test_allowlist_transform_sums_real_metric_data(procs: Callable[..., Any], pr
     )
     meter = provider.get_meter("vfo_otel")
     transitions = meter.create_counter("vfo.transitions", unit="{transition}")
-    duration = meter.create_histogram("vfo.duration", unit="s")
+    duration = meter.create_histogram(
+        "vfo.duration", unit="s", explicit_bucket_boundaries_advisory=[1.0, 5.0]
+    )
     for i in range(50):
         base = {"vfo.scope": "node", "vfo.pipeline.id": "allow", "vfo.stage.id": "encode"}
         leaky = {**base, "vfo.asset.id": f"asset-{i}", "file.path": f"/data/secret/{i}.mov"}
@@ -165,6 +167,8 @@ def test_allowlist_transform_sums_real_metric_data(procs: Callable[..., Any], pr
     assert _value(prometheus, f"sum(vfo_duration_seconds_count{{{sel}}})") == 50
     assert _value(prometheus, f"sum(vfo_duration_seconds_sum{{{sel}}})") == 25 * 0.5 + 25 * 3.0
     assert _value(prometheus, f'sum(vfo_duration_seconds_bucket{{{sel},le="1"}})') == 25
+    assert _value(prometheus, f'sum(vfo_duration_seconds_bucket{{{sel},le="5"}})') == 50
+    assert _value(prometheus, f'sum(vfo_duration_seconds_bucket{{{sel},le="+Inf"}})') == 50
     for labels in _labels_of(prometheus, f'{{__name__=~"vfo_.*",{sel}}}'):
         assert set(labels) <= ALLOWED, labels
 
