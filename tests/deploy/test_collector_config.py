@@ -180,7 +180,12 @@ def check_exporter_queue(
         )
     if queue.get("block_on_overflow") is True or queue.get("wait_for_result") is True:
         problems.append(f"exporter {eid!r}: a blocking queue lets one slow sink stall the others")
-    if not isinstance(queue.get("batch"), dict):
+    # The metrics path's loopback hand-over must NOT batch (docs/deploy.md, item 4 of issue 14):
+    # one request per first-stage request, so each series gets one arrival time per request.
+    if eid == "otlp_grpc/metrics_merge":
+        if "batch" in queue or queue.get("num_consumers") != 1:
+            problems.append(f"exporter {eid!r}: must send one request at a time, unbatched")
+    elif not isinstance(queue.get("batch"), dict):
         problems.append(f"exporter {eid!r}: sending_queue.batch is not configured")
     retry = ecfg.get("retry_on_failure")
     if not isinstance(retry, dict) or retry.get("enabled") is False:
