@@ -16,6 +16,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -390,3 +391,66 @@ class FanOut:
         self.emitter.shutdown()
         for provider in (self.tp, self.lp, self.mp):
             provider.shutdown()
+
+
+class HttpOtlpLogSink:
+    """A stand-in for Loki's OTLP endpoint: an HTTP server on 127.0.0.1 that records every
+    ExportLogsServiceRequest POSTed to <base>/v1/logs (protobuf, gzip or not) and answers 200."""
+
+    def __init__(self) -> None:
+        import gzip
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
+
+        self.requests: list[Any] = []
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if self.headers.get("Content-Encoding") == "gzip":
+                    body = gzip.decompress(body)
+                request = logs_service_pb2.ExportLogsServiceRequest()
+                request.ParseFromString(body)
+                sink.requests.append(request)
+                reply = logs_service_pb2.ExportLogsServiceResponse().SerializeToString()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def base(self) -> str:
+        """The base URL an otlp_http exporter is given (it appends /v1/logs)."""
+        return f"http://127.0.0.1:{self.server.server_address[1]}/otlp"
+
+    def records(self) -> list[tuple[dict[str, Any], Any]]:
+        """(resource attributes, log record) of everything received so far."""
+        out = []
+        for request in list(self.requests):
+            for rl in request.resource_logs:
+                resource = {kv.key: kv.value.string_value for kv in rl.resource.attributes}
+                out.extend((resource, r) for sl in rl.scope_logs for r in sl.log_records)
+        return out
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def run_workers(endpoint: str, count: int, pipeline_id: str, parallel: int = 8) -> None:
+    """tests/upstream/workers.py: ``count`` short-lived worker processes emitting to ``endpoint``."""
+    argv = [sys.executable, "-m", "tests.upstream.workers", "--endpoint", endpoint]
+    argv += ["--workers", str(count), "--parallel", str(parallel), "--pipeline", pipeline_id]
+    out = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, env=child_env(), timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert json.loads(out.stdout.splitlines()[-1]) == {"workers": count, "failed": 0}

@@ -9,9 +9,6 @@ receiver (built from its upstream Go module; Mimir's module is not served here, 
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -22,7 +19,7 @@ from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 
 from tests.upstream import workers
-from tests.upstream.support import ROOT, Collector, Prometheus, child_env, wait_until
+from tests.upstream.support import Collector, Prometheus, run_workers, wait_until
 from vfo_otel import Emitter, NodeSpec
 from vfo_otel.conventions import METRIC_LABELS
 
@@ -173,22 +170,6 @@ def test_allowlist_transform_sums_real_metric_data(procs: Callable[..., Any], pr
         assert set(labels) <= ALLOWED, labels
 
 
-def _run_workers(collector: Collector, count: int, pipeline_id: str) -> None:
-    out = subprocess.run(
-        [
-            *(sys.executable, "-m", "tests.upstream.workers", "--endpoint", collector.grpc_endpoint),
-            *("--workers", str(count), "--parallel", "8", "--pipeline", pipeline_id),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=child_env(),
-        timeout=300,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert json.loads(out.stdout.splitlines()[-1]) == {"workers": count, "failed": 0}
-
-
 def test_short_lived_workers_make_one_set_of_series(
     procs: Callable[..., Any], prometheus: Prometheus
 ) -> None:
@@ -196,8 +177,8 @@ def test_short_lived_workers_make_one_set_of_series(
     worker, and every counter equals the sum over the workers."""
     collector = _collector(procs, prometheus)
     many = 200
-    _run_workers(collector, 1, "one")
-    _run_workers(collector, many, "many")
+    run_workers(collector.grpc_endpoint, 1, "one")
+    run_workers(collector.grpc_endpoint, many, "many")
 
     node_complete = 'sum(vfo_transitions_total{vfo_scope="node",vfo_state="complete",vfo_pipeline_id="%s"})'
     _wait_value(prometheus, node_complete % "one", workers.NODE_COMPLETES_PER_WORKER)
