@@ -82,7 +82,12 @@ def main() -> int:
                 proc.kill()
             print(f"stopped {name}")
 
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    # Explicitly: a shell starts background jobs with SIGINT ignored, and Python then keeps it ignored.
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
     p = PORTS
     try:
         prom = start(
