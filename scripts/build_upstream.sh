@@ -23,7 +23,7 @@ ROOT=$PWD
 # ---- pinned versions -----------------------------------------------------------------------------
 OCB_VERSION=v0.161.0                      # go.opentelemetry.io/collector/cmd/builder (= manifest's release)
 PROMETHEUS_MODULE_VERSION=v0.316.0        # github.com/prometheus/prometheus v0.316.0 = Prometheus 3.16.0
-RECIPE_REVISION=1                         # bump when a recipe below changes in a way the inputs don't show
+RECIPE_REVISION=2                         # bump when a recipe below changes in a way the inputs don't show
 
 CACHE_ROOT="${XDG_CACHE_HOME:-$HOME/.cache}/vfo-otel/upstream"
 
@@ -69,8 +69,13 @@ build_otelcol() {  # $1 = work dir; leaves bin/vfo-otelcol
 }
 
 build_prometheus() {
+  # remove_all_sd: Prometheus's own build tag that leaves out every cloud service discovery (AWS, Azure,
+  # GCE, Kubernetes, ...): metrics arrive over OTLP here, nothing is scraped, and the build is much
+  # shorter. The version is stamped so `prometheus --version` tells it.
   local w=$1
-  GOBIN="$w/bin" go install "github.com/prometheus/prometheus/cmd/prometheus@$PROMETHEUS_MODULE_VERSION"
+  GOBIN="$w/bin" go install -tags remove_all_sd \
+    -ldflags "-X github.com/prometheus/common/version.Version=3.16.0 -X github.com/prometheus/common/version.Revision=module-$PROMETHEUS_MODULE_VERSION" \
+    "github.com/prometheus/prometheus/cmd/prometheus@$PROMETHEUS_MODULE_VERSION"
 }
 
 build_goclient() {
