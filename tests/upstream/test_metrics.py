@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import yaml
 from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 
 from tests.upstream import workers
-from tests.upstream.support import Collector, Prometheus, run_workers, wait_until
+from tests.upstream.support import OTELCOL_CONFIG, Collector, Prometheus, run_workers, wait_until
 from vfo_otel import Emitter, NodeSpec
 from vfo_otel.conventions import METRIC_LABELS
 
@@ -51,11 +53,14 @@ WORKFLOW = {
 }
 
 
-def _collector(procs: Callable[..., Any], prometheus: Prometheus, name: str = "otelcol") -> Collector:
+def _collector(
+    procs: Callable[..., Any], prometheus: Prometheus, name: str = "otelcol", config: Path = OTELCOL_CONFIG
+) -> Collector:
     dead = "127.0.0.1:9"  # Tempo, Loki and the receiver are not part of these tests: their queues wait
     c: Collector = procs(
         Collector,
         name,
+        config=config,
         env={
             "MIMIR_OTLP_ENDPOINT": prometheus.otlp_endpoint,
             "TEMPO_OTLP_GRPC_ENDPOINT": dead,
@@ -196,3 +201,35 @@ def test_short_lived_workers_make_one_set_of_series(
     assert len(one) > 5
     assert lots == one, f"{len(lots)} series for {many} workers vs {len(one)} for 1"
     assert all("instance" not in dict(s) for s in lots)
+
+
+def test_without_the_merge_each_worker_is_a_series_of_its_own(
+    procs: Callable[..., Any], prometheus: Prometheus, tmp_path: Path
+) -> None:
+    """Control for the test above: the shipped config with the metrics pipeline as it was before item 4
+    (allow-list only, straight to the backend) gives every worker process its own `instance` series."""
+    config = yaml.safe_load(OTELCOL_CONFIG.read_text())
+    pipelines = config["service"]["pipelines"]
+    pipelines["metrics"] = {
+        "receivers": ["otlp"],
+        "processors": ["memory_limiter", "transform/metric_allowlist"],
+        "exporters": ["otlp_http/mimir"],
+    }
+    del pipelines["metrics/merge"]
+    old = tmp_path / "otelcol-before-item-4.yaml"
+    old.write_text(yaml.safe_dump(config))
+    collector = _collector(procs, prometheus, config=old)
+    count = 10
+    run_workers(collector.grpc_endpoint, count, "split")
+    selector = 'vfo_transitions_total{vfo_scope="node",vfo_state="complete",vfo_pipeline_id="split"}'
+    _wait_value(prometheus, f"sum({selector})", count * workers.NODE_COMPLETES_PER_WORKER)
+    # one series per (stage, worker process), where the merged path has one per stage
+    per_stage = prometheus.query(f"count by (vfo_stage_id) ({selector})")
+    assert {r["metric"]["vfo_stage_id"]: float(r["value"][1]) for r in per_stage} == {
+        "analyze": count,
+        "encode": count,
+    }
+    instances = {
+        s["instance"] for s in _labels_of(prometheus, '{__name__=~"vfo_.*",vfo_pipeline_id="split"}')
+    }
+    assert len(instances) == count
