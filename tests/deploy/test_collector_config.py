@@ -228,8 +228,12 @@ def check_receiver_routing(cfg: dict[str, Any], port: int = VFO_RECEIVER_GRPC_PO
         return ["no exporter delivers to the vfo-otel receiver"]
     for eid, ecfg in exporters.items():
         if component_type(eid) == "load_balancing":
-            if ecfg.get("routing_key") != "traceID":
-                problems.append(f"{eid!r}: routing_key must be traceID (one run -> one receiver replica)")
+            # Not traceID: contrib 0.161.0 hashes a span's trace id as raw bytes and a log record's as
+            # hex, so one run's spans and logs could reach different replicas (tests/upstream).
+            if ecfg.get("routing_key") != "attributes" or ecfg.get("routing_attributes") != ["vfo.run.id"]:
+                problems.append(
+                    f"{eid!r}: routing_key must be attributes on [vfo.run.id] (one run -> one replica)"
+                )
             if "otlp" not in (ecfg.get("protocol") or {}):
                 problems.append(f"{eid!r}: protocol must be otlp (gRPC)")
             resolver = ecfg.get("resolver") or {}
@@ -673,7 +677,12 @@ def test_receiver_checker_catches_wrong_routing_key() -> None:
         "otelcol-loadbalancing.yaml",
         lambda c: c["exporters"]["load_balancing/vfo_receivers"].__setitem__("routing_key", "service"),
     )
-    assert any("routing_key must be traceID" in p for p in check_receiver_routing(cfg))
+    assert any("routing_key must be attributes" in p for p in check_receiver_routing(cfg))
+    cfg = _mutate(
+        "otelcol-loadbalancing.yaml",
+        lambda c: c["exporters"]["load_balancing/vfo_receivers"].__setitem__("routing_key", "traceID"),
+    )
+    assert any("routing_key must be attributes" in p for p in check_receiver_routing(cfg))
     cfg = _mutate(
         "otelcol-loadbalancing.yaml",
         lambda c: c["exporters"]["load_balancing/vfo_receivers"]["resolver"]["dns"].__setitem__(
