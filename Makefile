@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 BUF_VERSION := 1.75.0
 
-.PHONY: demo test setup proto lint-proto lint typecheck bench clean js-deps
+.PHONY: demo test setup proto lint-proto lint typecheck bench clean js-deps upstream stack
 
 $(BIN)/vfo-otel: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,15 @@ js-deps: tests/js/node_modules/.package-lock.json
 
 tests/js/node_modules/.package-lock.json: tests/js/package-lock.json
 	npm ci --prefix tests/js --no-audit --no-fund
+# Build the upstream Go programs the tests and `make stack` run (vfo-otelcol via ocb, Prometheus 3, the Go
+# SDK client) into ${XDG_CACHE_HOME:-~/.cache}/vfo-otel/upstream/, keyed by a hash of their inputs: a
+# second run builds nothing. Needs Go (>= 1.26; /usr/local/go/bin is looked in too). docs/deploy.md.
+upstream:
+	bash scripts/build_upstream.sh
+
+# collector + Prometheus + receiver as local processes from the cached builds (no Docker); Ctrl-C stops.
+stack: setup upstream
+	$(BIN)/python scripts/stack.py
 
 # Regenerate vfo_otel/_gen from proto/ (tests/test_generated.py fails when stale).
 proto: setup

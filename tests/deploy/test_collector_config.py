@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 import yaml
 
-# Data-point attribute keys a vfo metric may carry. Source of truth: vfo_otel/conventions.py; keep this
-# one constant in step with it (or replace it with an import from there).
+# Data-point attribute keys a vfo metric may carry. Source of truth: vfo_otel/contract/conventions.py;
+# keep this one constant in step with it (or replace it with an import from there).
 ALLOWED_METRIC_ATTRIBUTES: tuple[str, ...] = (
     "vfo.scope",
     "vfo.pipeline.id",
@@ -36,7 +36,7 @@ VFO_RECEIVER_GRPC_PORT = 4317
 REPO = Path(__file__).resolve().parents[2]
 CONFIG_DIR = REPO / "collector-config"
 CONFIG_FILES = ("otelcol.yaml", "otelcol-loadbalancing.yaml")
-COMPONENTS_FILE = Path(__file__).resolve().parent / "data" / "otelcol-contrib-0.156.0-components.txt"
+COMPONENTS_FILE = Path(__file__).resolve().parent / "data" / "otelcol-contrib-0.161.0-components.txt"
 SIGNALS = ("traces", "metrics", "logs")
 KINDS = {
     "receivers": "receiver",
@@ -180,7 +180,12 @@ def check_exporter_queue(
         )
     if queue.get("block_on_overflow") is True or queue.get("wait_for_result") is True:
         problems.append(f"exporter {eid!r}: a blocking queue lets one slow sink stall the others")
-    if not isinstance(queue.get("batch"), dict):
+    # The metrics path's loopback hand-over must NOT batch (docs/deploy.md, item 4 of issue 14):
+    # one request per first-stage request, so each series gets one arrival time per request.
+    if eid == "otlp_grpc/metrics_merge":
+        if "batch" in queue or queue.get("num_consumers") != 1:
+            problems.append(f"exporter {eid!r}: must send one request at a time, unbatched")
+    elif not isinstance(queue.get("batch"), dict):
         problems.append(f"exporter {eid!r}: sending_queue.batch is not configured")
     retry = ecfg.get("retry_on_failure")
     if not isinstance(retry, dict) or retry.get("enabled") is False:
@@ -223,8 +228,12 @@ def check_receiver_routing(cfg: dict[str, Any], port: int = VFO_RECEIVER_GRPC_PO
         return ["no exporter delivers to the vfo-otel receiver"]
     for eid, ecfg in exporters.items():
         if component_type(eid) == "load_balancing":
-            if ecfg.get("routing_key") != "traceID":
-                problems.append(f"{eid!r}: routing_key must be traceID (one run -> one receiver replica)")
+            # Not traceID: contrib 0.161.0 hashes a span's trace id as raw bytes and a log record's as
+            # hex, so one run's spans and logs could reach different replicas (tests/upstream).
+            if ecfg.get("routing_key") != "attributes" or ecfg.get("routing_attributes") != ["vfo.run.id"]:
+                problems.append(
+                    f"{eid!r}: routing_key must be attributes on [vfo.run.id] (one run -> one replica)"
+                )
             if "otlp" not in (ecfg.get("protocol") or {}):
                 problems.append(f"{eid!r}: protocol must be otlp (gRPC)")
             resolver = ecfg.get("resolver") or {}
@@ -285,6 +294,8 @@ _AGG = re.compile(
 _KEEP = re.compile(
     r"^keep_keys\((?:datapoint\.)?attributes,\s*\[(?P<keys>[^\]]*)\]\)(?:\s+where\s+(?P<where>.+))?$"
 )
+# transform/drop_process_identity: resource attributes only, never a data point's (docs/deploy.md).
+_DROP_INSTANCE = 'delete_key(resource.attributes, "service.instance.id")'
 _TYPE_COND = re.compile(r"metric\.type\s*==\s*METRIC_DATA_TYPE_(\w+)")
 OTLP_TYPES = {"SUM", "GAUGE", "HISTOGRAM", "EXPONENTIAL_HISTOGRAM", "SUMMARY"}
 
@@ -329,6 +340,8 @@ def metric_operations(cfg: dict[str, Any], pipeline_id: str) -> list[tuple[str, 
                     ops.append(("aggregate", _where_types(m.group("where")), _keys(m.group("keys"))))
                 elif context == "datapoint" and (m := _KEEP.match(stmt)):
                     ops.append(("keep", _where_types(m.group("where")), _keys(m.group("keys"))))
+                elif context == "resource" and stmt == _DROP_INSTANCE:
+                    pass  # the per-process identity (issue 14 item 4): no data-point attribute changes
                 else:
                     raise ValueError(f"statement not understood by the model ({context}): {stmt}")
     return ops
@@ -377,7 +390,20 @@ def check_metric_allowlist(
     allowed = set(allowed)
     problems = []
     pipelines = (cfg.get("service") or {}).get("pipelines") or {}
-    metric_pipelines = [pid for pid in pipelines if component_type(pid) == "metrics"]
+    # Pipelines fed by the OTLP ingress. metrics/merge (issue 14) is fed only by the first stage over
+    # loopback, i.e. by data that already went through the allow-list.
+    metric_pipelines = [
+        pid
+        for pid in pipelines
+        if component_type(pid) == "metrics" and "otlp" in _as_list((pipelines[pid] or {}).get("receivers"))
+    ]
+    for pid in pipelines:
+        if component_type(pid) == "metrics" and pid not in metric_pipelines:
+            for rid in _as_list((pipelines[pid] or {}).get("receivers")):
+                rcfg = (cfg.get("receivers") or {}).get(rid) or {}
+                grpc = (rcfg.get("protocols") or {}).get("grpc") or {}
+                if not resolve_env_defaults(str(grpc.get("endpoint", ""))).startswith("127.0.0.1:"):
+                    problems.append(f"pipeline {pid!r}: receiver {rid!r} is not loopback-only")
     if not metric_pipelines:
         return ["no metrics pipeline"]
     for pid in metric_pipelines:
@@ -492,6 +518,7 @@ def test_component_list_names_its_source(catalog: Catalog) -> None:
     assert "opentelemetry-collector-releases" in catalog.source
     assert "distributions/otelcol-contrib/manifest.yaml" in catalog.source
     assert "v0.156.0" in catalog.source
+    assert "0.161.0" in catalog.source
     # The renamed core exporters are listed under their new names, the old ones as deprecated.
     assert ("exporter", "otlp_grpc") in catalog.types and ("exporter", "otlp_http") in catalog.types
     assert catalog.deprecated[("exporter", "otlp")] == "otlp_grpc"
@@ -521,11 +548,18 @@ def test_every_sink_has_its_own_exporter() -> None:
         by_signal.setdefault(component_type(pid), set()).update(pl["exporters"])
     assert by_signal["traces"] == {"otlp_grpc/tempo", "otlp_grpc/vfo_receiver"}
     assert by_signal["logs"] == {"otlp_http/loki", "otlp_grpc/vfo_receiver"}
-    assert by_signal["metrics"] == {"otlp_http/mimir"}
+    # metrics: first stage -> the collector's own loopback second stage (metrics/merge) -> Mimir
+    assert by_signal["metrics"] == {"otlp_grpc/metrics_merge", "otlp_http/mimir"}
+    assert pipelines["metrics"]["exporters"] == ["otlp_grpc/metrics_merge"]
+    assert pipelines["metrics/merge"]["receivers"] == ["otlp/metrics_merge"]
+    assert pipelines["metrics/merge"]["exporters"] == ["otlp_http/mimir"]
     endpoints = {eid: resolve_env_defaults(e["endpoint"]) for eid, e in cfg["exporters"].items()}
     assert endpoints["otlp_http/loki"] == "http://loki:3100/otlp"
     assert endpoints["otlp_http/mimir"] == "http://mimir:9009/otlp"
     assert endpoints["otlp_grpc/tempo"] == "tempo:4317"
+    merge_receiver = cfg["receivers"]["otlp/metrics_merge"]["protocols"]["grpc"]["endpoint"]
+    assert endpoints["otlp_grpc/metrics_merge"] == resolve_env_defaults(merge_receiver) == "127.0.0.1:4319"
+    assert cfg["exporters"]["otlp_grpc/metrics_merge"]["sending_queue"]["num_consumers"] == 1
 
 
 def test_loadbalancing_variant_matches_base_for_backends() -> None:
@@ -643,7 +677,12 @@ def test_receiver_checker_catches_wrong_routing_key() -> None:
         "otelcol-loadbalancing.yaml",
         lambda c: c["exporters"]["load_balancing/vfo_receivers"].__setitem__("routing_key", "service"),
     )
-    assert any("routing_key must be traceID" in p for p in check_receiver_routing(cfg))
+    assert any("routing_key must be attributes" in p for p in check_receiver_routing(cfg))
+    cfg = _mutate(
+        "otelcol-loadbalancing.yaml",
+        lambda c: c["exporters"]["load_balancing/vfo_receivers"].__setitem__("routing_key", "traceID"),
+    )
+    assert any("routing_key must be attributes" in p for p in check_receiver_routing(cfg))
     cfg = _mutate(
         "otelcol-loadbalancing.yaml",
         lambda c: c["exporters"]["load_balancing/vfo_receivers"]["resolver"]["dns"].__setitem__(
