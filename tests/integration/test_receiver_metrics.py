@@ -46,6 +46,7 @@ def scraped(tmp_path: Path) -> Iterator[tuple[ReceiverThread, str]]:
         http_address="127.0.0.1:0",
         otlp_http_address="127.0.0.1:0",
         store_path=":memory:",
+        openlineage_file=str(tmp_path / "lineage.jsonl"),  # its sink's series too
     )
     with ReceiverThread(config) as thread:
         prom_port = _free_port()
@@ -133,6 +134,9 @@ def test_prometheus_scrapes_the_receiver_s_own_series_and_they_move_with_ingest(
     _grpc_export(thread, more)
     _wait_value(prom, "sum(vfo_receiver_events_stored_total)", 12)
     assert _value(prom, 'vfo_receiver_export_duration_seconds_count{transport="grpc",signal="logs"}') == 3
+    # The OpenLineage file sink: one COMPLETE per stored node event, then nothing pending.
+    _wait_value(prom, 'vfo_receiver_openlineage_events_total{transport="file",result="sent"}', 12)
+    _wait_value(prom, 'vfo_receiver_openlineage_pending{transport="file"}', 0)
 
     # Every named series exists; no label outside the closed sets, no run id in any value.
     names = {s["metric"]["__name__"] for s in _query(prom, '{__name__=~"vfo_receiver_.*"}')}

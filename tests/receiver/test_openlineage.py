@@ -230,8 +230,15 @@ def test_ingest_never_waits_for_a_dead_endpoint(tmp_path: Path) -> None:
             (sink,) = thread.server.lineage
             assert thread.server.receiver.stats.events_stored == 50
             assert sink.stats.sent == 0 and sink.pending() == 50
+            metrics = thread.call(_render(thread)).decode()
+            assert 'vfo_receiver_openlineage_pending{transport="http"} 50.0' in metrics
+            assert 'vfo_receiver_openlineage_events_total{result="sent",transport="http"} 0.0' in metrics
     finally:
         dead.close()
+
+
+async def _render(thread: ReceiverThread) -> bytes:
+    return thread.server.receiver.telemetry.render()  # on the receiver's loop, as GET /metrics
 
 
 # -- the pure mapping ------------------------------------------------------------------------

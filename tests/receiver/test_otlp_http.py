@@ -568,3 +568,65 @@ def test_cors_preflight_for_browser_senders_from_allowed_origins_only() -> None:
                 assert resp.getheader("Access-Control-Allow-Origin") == origin
                 assert "Content-Type" in (resp.getheader("Access-Control-Allow-Headers") or "")
             conn.close()
+
+
+def test_tls_and_token_together_over_the_sdk_http_exporter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """TLS on the OTLP/HTTP port (the servers' one --tls-cert/--tls-key) with a bearer token, from
+    the SDK's OTLP/HTTP exporter given the CA and the header, as OTEL_EXPORTER_OTLP_* would."""
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):  # requests lets these win over the exporter's CA
+        monkeypatch.delenv(name, raising=False)
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpans
+    from opentelemetry.sdk.trace.export import SpanExportResult
+
+    from vfo_otel.receiver import TlsFiles
+    from vfo_otel.testing import in_memory_emitter
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            *(
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=localhost",
+            ),
+            *("-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", str(key), "-out", str(cert)),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=DEADLINE_S,
+    )
+    telemetry = in_memory_emitter()
+    try:
+        with telemetry.emitter.run("tls-run") as run, run.pipeline("video", {"a": _spec()}) as p:
+            with p.asset("clip-1") as asset, asset.node("a"):
+                pass
+        spans = telemetry.spans.get_finished_spans()
+    finally:
+        telemetry.close()
+    with ReceiverThread(_config(auth_token="tok"), TlsFiles(str(cert), str(key))) as thread:
+        url = f"https://127.0.0.1:{thread.otlp_http_port}/v1/traces"
+        refused = HttpSpans(endpoint=url, certificate_file=str(cert), timeout=5)
+        assert refused.export(spans) == SpanExportResult.FAILURE  # 401: not retried
+        refused.shutdown()
+        exporter = HttpSpans(
+            endpoint=url, certificate_file=str(cert), headers={"authorization": "Bearer tok"}, timeout=5
+        )
+        assert exporter.export(spans) == SpanExportResult.SUCCESS
+        exporter.shutdown()
+        stats = thread.server.receiver.stats
+        assert stats.events_stored > 0 and stats.by_signal == {"traces": stats.events_stored}
+
+
+def _spec() -> Any:
+    from vfo_otel import NodeSpec
+
+    return NodeSpec("analyze")

@@ -393,7 +393,8 @@ def snapshot(
 @click.option(
     "--otlp-endpoint",
     default=None,
-    help="OTLP/gRPC endpoint (default: OTEL_EXPORTER_OTLP_ENDPOINT or http://localhost:4317).",
+    help="OTLP endpoint (default: OTEL_EXPORTER_OTLP_ENDPOINT or http://localhost:4317); over"
+    " OTLP/HTTP with OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf (then the base URL, e.g. :4318).",
 )
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def exec_(

@@ -269,6 +269,8 @@ class OpenLineageSink:
         timeout_s: float = 5.0,
     ) -> None:
         self._client = OpenLineageClient(transport=_transport(url, file_path, timeout_s))
+        #: ``http`` or ``file`` (the ``transport`` label of its metrics).
+        self.transport = "http" if url else "file"
         self.namespace = namespace
         self.stats = LineageStats()
         self._state_path = Path(state_path) if state_path else None

@@ -158,9 +158,11 @@ class ReceiverServer:
                 sink.start()
                 self.lineage.append(sink)
                 self.receiver.after_commit.append(sink.feed)
+                self.receiver.telemetry.lineage_sinks.append(sink)
 
     def _stop_lineage(self) -> None:
         sinks, self.lineage = self.lineage, []
+        self.receiver.telemetry.lineage_sinks = []
         for sink in sinks:
             sink.stop()
 

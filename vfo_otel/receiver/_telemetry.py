@@ -6,11 +6,12 @@ receivers in one process, as in the tests, do not collide). Two kinds of series:
 * read at scrape time from what the receiver already keeps (:class:`ReceiverStats` counters,
   the fold's run count, pending events, watchers, cache entries), so nothing is counted twice;
 * recorded as they happen by the service and the transports: export and store-commit latency
-  histograms, whole requests refused by reason, snapshot cache hits and misses.
+  histograms, whole requests refused by reason, snapshot cache hits and misses;
+* the OpenLineage sinks' counters and backlog, when OpenLineage is on.
 
-Labels are few and closed sets (``transport``: grpc, http; ``signal``: logs, traces, metrics,
-liveness; ``reason``; ``result``): never a run, pipeline, asset or event id. The names and
-meanings are listed in docs/receiver.md ("Metrics: GET /metrics") and in :data:`SERIES`.
+Labels are few and closed sets (``transport``: grpc, http, and file for OpenLineage; ``signal``:
+logs, traces, metrics, liveness; ``reason``; ``result``): never a run, pipeline, asset or event
+id. The names and meanings are listed in docs/receiver.md ("Metrics: GET /metrics") and in :data:`SERIES`.
 
 Thread contract: recording methods are thread-safe (prometheus_client); the scrape runs on the
 receiver's event loop, where the fold is read.
@@ -19,7 +20,7 @@ receiver's event loop, where the fold is read.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -68,6 +69,12 @@ SERIES: dict[str, tuple[str, tuple[str, ...], str]] = {
     "vfo_receiver_stale_nodes": ("gauge", (), "node attempts stale at the last liveness check"),
     "vfo_receiver_heartbeat_lost_total": ("counter", (), "synthetic HeartbeatLost events written"),
     "vfo_receiver_retention_runs_deleted_total": ("counter", (), "runs removed by retention"),
+    "vfo_receiver_openlineage_events_total": (
+        "counter", ("transport", "result"),
+        "OpenLineage events: sent, send_failed (each failed try; retried), dropped (queue full;"
+        " sent at the next start), skipped (delivered before)"),
+    "vfo_receiver_openlineage_pending": (
+        "gauge", ("transport",), "OpenLineage events queued or being sent"),
 }  # fmt: skip
 
 
@@ -117,6 +124,28 @@ class _Live(Collector):
         yield gauge("vfo_receiver_runs", r.cached_runs)
         yield gauge("vfo_receiver_pending_events", r.pending_events)
         yield gauge("vfo_receiver_stale_nodes", stats.stale_nodes)
+        lineage = CounterMetricFamily(
+            "vfo_receiver_openlineage_events",
+            SERIES["vfo_receiver_openlineage_events_total"][2],
+            labels=["transport", "result"],
+        )
+        pending = GaugeMetricFamily(
+            "vfo_receiver_openlineage_pending",
+            SERIES["vfo_receiver_openlineage_pending"][2],
+            labels=["transport"],
+        )
+        for sink in self._telemetry.lineage_sinks:
+            s = sink.stats
+            for result, n in (
+                ("sent", s.sent),
+                ("send_failed", s.failures),
+                ("dropped", s.dropped),
+                ("skipped", s.skipped),
+            ):
+                lineage.add_metric([sink.transport, result], n)
+            pending.add_metric([sink.transport], sink.pending())
+        yield lineage
+        yield pending
 
 
 class ReceiverTelemetry:
@@ -130,6 +159,8 @@ class ReceiverTelemetry:
     def __init__(self, receiver: Receiver) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.watchers = 0
+        #: The OpenLineage sinks (``.transport``, ``.stats``, ``.pending()``), set by the server.
+        self.lineage_sinks: list[Any] = []
         self._export = Histogram(
             "vfo_receiver_export_duration_seconds",
             SERIES["vfo_receiver_export_duration_seconds"][2],
