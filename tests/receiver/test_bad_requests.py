@@ -100,3 +100,35 @@ def test_the_watcher_table_holds_only_runs_someone_watches(receiver: ReceiverThr
     for w in watches:
         w.close()
     wait_until(lambda: core.watched_runs == 0, what="the watcher table emptied")
+
+
+def _get(port: int, path: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, dict(resp.headers), resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read()
+
+
+@pytest.mark.parametrize("path", ["/v1/runs", "/v1/runs/bad-args/snapshot?pipeline_id=p&asset_id=a"])
+def test_conditional_requests_answer_304_until_the_body_changes(receiver: ReceiverThread, path: str) -> None:
+    """Issue 15, item 6: 20 pollers every 0.5 s no longer pull unchanged bodies."""
+    status, headers, body = _get(receiver.http_port, path)
+    assert status == 200 and body and headers["ETag"].startswith('"')
+    etag = headers["ETag"]
+    status, again, body = _get(receiver.http_port, path, {"If-None-Match": etag})
+    assert (status, body, again["ETag"]) == (304, b"", etag)
+    assert _get(receiver.http_port, path, {"If-None-Match": '"other", ' + etag})[0] == 304
+    assert _get(receiver.http_port, path, {"If-None-Match": '"other"'})[0] == 200
+    # a new event changes the body: a poller holding the old tag gets the new body and tag
+    with grpc.insecure_channel(f"127.0.0.1:{receiver.grpc_port}") as ch:
+        from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
+
+        request = logs_request([vfo_log_record(node("n", ev.STATE_COMPLETE, t_s=2, run="bad-args"))])
+        logs_service_pb2_grpc.LogsServiceStub(ch).Export(request, timeout=30)
+    status, headers, body = _get(receiver.http_port, path, {"If-None-Match": etag})
+    assert status == 200 and body and headers["ETag"] != etag

@@ -40,7 +40,6 @@ from typing import Any
 
 from aiohttp import web
 from google.protobuf import json_format
-from google.protobuf.message import Message
 
 from vfo_otel.contract import state_number
 from vfo_otel.receiver._config import split_address
@@ -62,8 +61,18 @@ _KEEPALIVE_S = 15.0
 _RECEIVER = web.AppKey("receiver", Receiver)
 
 
-def _json(msg: Message) -> web.Response:
-    return web.Response(text=json_format.MessageToJson(msg, indent=None), content_type="application/json")
+def _conditional(request: web.Request, text: str) -> web.Response:
+    """A JSON body with a strong ``ETag`` (a hash of the body); ``304 Not Modified`` without a
+    body when the request's ``If-None-Match`` names it (RFC 9110, section 13.1.2): pollers of
+    an unchanged snapshot or runs list get a few hundred bytes instead of the whole body."""
+    etag = '"' + hashlib.sha256(text.encode()).hexdigest()[:32] + '"'
+    headers = {"ETag": etag, "Cache-Control": "no-cache"}
+    wanted = request.headers.get("If-None-Match")
+    if wanted is not None:
+        tags = {t.strip().removeprefix("W/") for t in wanted.split(",")}
+        if etag in tags or "*" in tags:
+            return web.Response(status=304, headers=headers)
+    return web.Response(text=text, content_type="application/json", headers=headers)
 
 
 def _error(exc: ReceiverError) -> web.Response:
@@ -105,19 +114,18 @@ def _selection(request: web.Request) -> Selection:
 
 async def _runs(request: web.Request) -> web.StreamResponse:
     r = request.app[_RECEIVER]
-    return _json(
-        await r.list_runs(
-            _int(request, "page_size"),
-            request.query.get("page_token", ""),
-            _state(request.query.get("state", "")),
-        )
+    runs = await r.list_runs(
+        _int(request, "page_size"),
+        request.query.get("page_token", ""),
+        _state(request.query.get("state", "")),
     )
+    return _conditional(request, json_format.MessageToJson(runs, indent=None))
 
 
 async def _snapshot(request: web.Request) -> web.StreamResponse:
     r = request.app[_RECEIVER]
     text = await r.snapshot_json(request.match_info["run_id"], _selection(request))
-    return web.Response(text=text, content_type="application/json")
+    return _conditional(request, text)
 
 
 async def _watch(request: web.Request) -> web.StreamResponse:
@@ -234,7 +242,7 @@ async def _errors_and_auth(
             headers={
                 "Access-Control-Allow-Origin": origin or "",
                 "Access-Control-Allow-Methods": "GET",
-                "Access-Control-Allow-Headers": "Authorization, Last-Event-ID, Accept",
+                "Access-Control-Allow-Headers": "Authorization, Last-Event-ID, Accept, If-None-Match",
                 "Access-Control-Max-Age": str(_PREFLIGHT_MAX_AGE_S),
                 "Vary": "Origin",
             },

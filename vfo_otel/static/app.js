@@ -139,7 +139,7 @@ class ApiError extends Error {
 async function getJson(url, signal) {
   let resp;
   try {
-    resp = await fetch(url, { headers: { Accept: "application/json" }, cache: "no-store", signal });
+    resp = await fetch(url, { headers: { Accept: "application/json" }, cache: "no-cache", signal }); // revalidates: 304 when unchanged
   } catch (e) {
     if (e.name === "AbortError") throw e;
     throw new ApiError(0, "the receiver cannot be reached");
