@@ -143,3 +143,27 @@ def test_demo_prints_the_expected_summary_and_stores_the_expected_snapshot(tmp_p
     notify = next(d for d in daily.node_details if d.node_id == "notify")
     assert notify.state == ev.STATE_SKIPPED
     assert notify.attempts[0].attributes["skip_reason"] == "no subscribers configured"
+
+
+def test_demo_piped_into_head_runs_to_its_end_without_a_broken_pipe_failure(tmp_path: Path) -> None:
+    """`vfo-otel demo | head -3`: the reader leaving early is not a failure of the pipeline."""
+    store = tmp_path / "piped.sqlite3"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "VFO_OTEL_"))}
+    demo = subprocess.Popen(
+        [VFO_OTEL, "demo", "--grpc-address", "127.0.0.1:0", "--http-address", "127.0.0.1:0",
+         "--store", str(store), "--run-id", "piped", "--workdir", str(tmp_path / "work")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=tmp_path,
+    )
+    assert demo.stdout is not None
+    first = [demo.stdout.readline() for _ in range(3)]  # as `head -3` does, then it goes away
+    demo.stdout.close()
+    _, err = demo.communicate(timeout=240)
+    assert all(first) and demo.returncode == 0, err.decode()
+    es = EventStore(store)
+    events = [e for batch in es.replay() for e in batch]
+    es.close()
+    classes = {e.error.error_class for e in events if e.HasField("error")}
+    assert "BrokenPipeError" not in classes
+    snap = snapshot_of(events, "piped", Selection())
+    assert snap is not None and snap.summary.assets.total == 6  # the whole demo ran
+    assert snap.run.error.error_class == "PipelineFailed"  # failed as the demo always does, on purpose

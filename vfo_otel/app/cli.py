@@ -528,12 +528,28 @@ def demo(
             otlp_endpoint=otlp_endpoint,
             receiver_address=receiver_address,
             pace_s=pace,
-            log=click.echo,
+            log=_quiet_when_closed(click.echo),
             keep=keep,
             keep_serving=keep_serving,
         )
     except (OSError, RuntimeError, TimeoutError) as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+def _quiet_when_closed(echo: Any) -> Any:
+    """``echo`` that stops printing when stdout's reader has gone (``vfo-otel demo | head``):
+    a closed pipe is the reader's choice, never a failure of the pipeline being shown. Output
+    goes to /dev/null from then on (as the Python docs advise for SIGPIPE)."""
+
+    def log(text: str) -> None:
+        try:
+            echo(text)
+        except BrokenPipeError:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+
+    return log
 
 
 if __name__ == "__main__":  # pragma: no cover
