@@ -296,3 +296,22 @@ def test_serve_runs_until_sigterm(tmp_path: Path) -> None:
             proc.wait(DEADLINE_S)
         reader.join(DEADLINE_S)
     assert store.exists()
+
+
+def test_exec_without_a_receiver_says_so_in_one_line_and_passes_the_status_through() -> None:
+    """No receiver at the endpoint: one warning line (not the SDK's retry log), the command's own
+    output, and its exit status; the time it takes is measured in bench, not here."""
+    from vfo_otel.testing import free_port
+
+    port = free_port()  # nothing listens there
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "VFO_OTEL_"))}
+    proc = subprocess.run(
+        [VFO_OTEL, "exec", "--run-id", "lonely", "--pipeline", "p", "--asset", "a", "--node", "n",
+         "--stage", "s", "--otlp-endpoint", f"http://127.0.0.1:{port}", "--", "sh", "-c", "echo out; exit 3"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )
+    assert proc.returncode == 3 and proc.stdout == "out\n"
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith(f"vfo-otel exec: warning: http://127.0.0.1:{port} did not take")
+    assert "is `vfo-otel serve` or a collector running there?" in lines[0]

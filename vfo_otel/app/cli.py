@@ -33,6 +33,10 @@ __all__ = ["main"]
 
 
 
+#: How long `vfo-otel exec` gives its exports (seconds): a short-lived process does not retry.
+EXEC_EXPORT_TIMEOUT_S = 1.5
+
+
 def _default(name: str) -> Any:
     """The default of a ReceiverConfig field: the CLI shows and uses the config model's own."""
     return ReceiverConfig.model_fields[name].default
@@ -419,7 +423,14 @@ def exec_(
     """
     from vfo_otel.emitter import Emitter
 
-    emitter = Emitter(endpoint=otlp_endpoint, export_metrics_otlp=True)
+    # One export attempt window for a short-lived process: with no receiver the command's
+    # status comes back within ~EXEC_EXPORT_TIMEOUT_S, with one line of warning instead of the
+    # SDK's retry log (the three signals flush at once).
+    for name in ("opentelemetry.exporter.otlp.proto.grpc.exporter", "opentelemetry.exporter.otlp.proto.http"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    emitter = Emitter(
+        endpoint=otlp_endpoint, export_metrics_otlp=True, export_timeout_s=EXEC_EXPORT_TIMEOUT_S
+    )
     run = emitter.run(run_id)
     asset = run.pipeline(pipeline_id).asset(asset_id)
     node = asset.node(node_id, stage=stage_id, after=list(after), attempt=attempt)
@@ -444,9 +455,16 @@ def exec_(
                     signal.signal(sig, old)
             node.set_exit_code(code)
             status = 128 - code if code < 0 else code
-    if not emitter.force_flush(10_000):
-        click.echo("vfo-otel exec: warning: events could not be exported (is the receiver up?)", err=True)
-    emitter.shutdown()
+    flushed = emitter.force_flush(int(EXEC_EXPORT_TIMEOUT_S * 1000) + 500)
+    emitter.shutdown(timeout_millis=500)
+    if not flushed or any(emitter.stats.dropped.values()):  # the exporters count what failed
+        where = otlp_endpoint or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "http://localhost:4317")
+        click.echo(
+            f"vfo-otel exec: warning: {where} did not take this attempt's events within "
+            f"{EXEC_EXPORT_TIMEOUT_S:g} s; they are lost"
+            " (is `vfo-otel serve` or a collector running there?)",
+            err=True,
+        )
     sys.exit(status)
 
 
