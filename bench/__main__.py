@@ -20,7 +20,7 @@ from bench import common
 
 SECTIONS = ("ingest", "emitter", "snapshot", "memory", "growth", "restart")
 #: Sections run only when named in --only (they need a PostgreSQL server: initdb/pg_ctl).
-OPTIONAL = ("postgres",)
+OPTIONAL = ("postgres", "live")
 
 
 def _run_section(name: str, quick: bool, profile: bool) -> dict[str, Any]:

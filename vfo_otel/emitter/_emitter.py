@@ -301,7 +301,9 @@ class Emitter:
             logger_provider = LoggerProvider(resource=resource)
             logs = CountingLogExporter(otlp_exporter("logs", endpoint, timeout), stats)
             logger_provider.add_log_record_processor(
-                CountingLogProcessor(BatchLogRecordProcessor(logs), stats)
+                CountingLogProcessor(
+                    BatchLogRecordProcessor(logs, schedule_delay_millis=_log_schedule_delay_ms()), stats
+                )
             )
             self._owned.append(logger_provider)
         if meter_provider is None:
@@ -870,6 +872,16 @@ class Emitter:
 
 
 _ENDED_MEMORY = 100_000  # span keys remembered as ended, to refuse a second span of one entity
+#: How long the emitter's log record processor waits to fill a batch (ms) when the standard
+#: ``OTEL_BLRP_SCHEDULE_DELAY`` is not set: log records are the live channel, and the SDK's
+#: default of 1,000 ms made every transition reach a dashboard a second late. Under load a
+#: batch fills (512 records) before the delay, so exports are no more frequent than before.
+LIVE_LOG_DELAY_MS = 50
+
+
+def _log_schedule_delay_ms() -> int | None:
+    """``LIVE_LOG_DELAY_MS``, unless ``OTEL_BLRP_SCHEDULE_DELAY`` is set (None: the SDK reads it)."""
+    return None if os.environ.get("OTEL_BLRP_SCHEDULE_DELAY") else LIVE_LOG_DELAY_MS
 _STARTS = (ev.STATE_QUEUED, ev.STATE_RUNNING)
 _SCOPE_OF_KEY = {1: ev.SCOPE_RUN, 2: ev.SCOPE_PIPELINE, 3: ev.SCOPE_ASSET, 5: ev.SCOPE_NODE}
 
