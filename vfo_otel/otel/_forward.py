@@ -229,6 +229,18 @@ _K_SYNTHETIC, _K_HEARTBEAT = Key.SYNTHETIC.value, Key.HEARTBEAT.value
 _STATE_NAMES = c.STATE_NAMES
 
 
+def _command_attributes(attrs: dict[str, AttrValue], cmd: tuple[str, Sequence[str], str]) -> None:
+    """``process.command_line``, ``process.command_args`` and ``vfo.action`` of a command
+    (OTel semantic conventions, process.*), each only when set."""
+    command_line, argv, action = cmd
+    if command_line:
+        attrs[_K_LINE] = command_line
+    if argv:
+        attrs[_K_ARGS] = list(argv)
+    if action:
+        attrs[_K_ACTION] = action
+
+
 def transition_attributes(event: EventFields) -> dict[str, AttrValue]:
     """The per-event fields (everything but the entity)."""
     attrs: dict[str, AttrValue] = {
@@ -248,13 +260,7 @@ def transition_attributes(event: EventFields) -> dict[str, AttrValue]:
         attrs[_K_EXIT] = event.exit_code
     cmd = event.command
     if cmd is not None:
-        command_line, argv, action = cmd
-        if command_line:
-            attrs[_K_LINE] = command_line
-        if argv:
-            attrs[_K_ARGS] = list(argv)
-        if action:
-            attrs[_K_ACTION] = action
+        _command_attributes(attrs, cmd)
     if event.inputs:
         attrs[_K_INPUTS] = _refs_to_json(event.inputs)
     if event.outputs:
@@ -350,13 +356,7 @@ def span_end_values(
         attrs[_K_EXIT] = code
     cmd = event.command if event.command is not None else command
     if cmd is not None:
-        command_line, argv, action = cmd
-        if command_line:
-            attrs[_K_LINE] = command_line
-        if argv:
-            attrs[_K_ARGS] = list(argv)
-        if action:
-            attrs[_K_ACTION] = action
+        _command_attributes(attrs, cmd)
     if event.state == _STATE_FAILED:
         error_class, detail = event.error or ("", "")
         attrs[_K_ERROR_TYPE] = error_class or "_OTHER"

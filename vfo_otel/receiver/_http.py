@@ -33,7 +33,6 @@ import asyncio
 import dataclasses
 import hashlib
 import hmac
-import socket
 from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any
@@ -42,7 +41,7 @@ from aiohttp import web
 from google.protobuf import json_format
 
 from vfo_otel.contract import state_number
-from vfo_otel.receiver._config import split_address
+from vfo_otel.receiver._bind import serve_app
 from vfo_otel.receiver._errors import (
     Invalid,
     ReceiverError,
@@ -310,23 +309,5 @@ async def start_http(
     addr = address or receiver.config.http_address
     if addr is None:
         raise ValueError("no HTTP address configured")
-    host, port = split_address(addr)
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise OSError(
-            exc.errno,
-            f"cannot bind HTTP server to {addr}: {exc.strerror} (another receiver running? choose another"
-            " port with --http-address, e.g. 127.0.0.1:0)",
-        ) from exc
-    runner = web.AppRunner(
-        create_http_app(receiver), handle_signals=False, access_log=None, shutdown_timeout=1.0
-    )
-    await runner.setup()
-    site = web.SockSite(runner, sock, ssl_context=ssl_context)
-    await site.start()
-    return runner, sock.getsockname()[1]
+    hint = "another receiver running? choose another port with --http-address, e.g. 127.0.0.1:0"
+    return await serve_app(create_http_app(receiver), addr, ssl_context, "HTTP", hint)

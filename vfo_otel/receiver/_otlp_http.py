@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import hmac
 import math
-import socket
 import time
 import zlib
 from collections.abc import Awaitable, Callable
@@ -43,7 +42,7 @@ from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from vfo_otel.contract import Limits
-from vfo_otel.receiver._config import split_address
+from vfo_otel.receiver._bind import serve_app
 from vfo_otel.receiver._decode import Decoded, RequestError, parse_logs, parse_traces
 from vfo_otel.receiver._errors import (
     Invalid,
@@ -336,28 +335,11 @@ async def start_otlp_http(
     addr = address or receiver.config.otlp_http_address
     if addr is None:
         raise ValueError("no OTLP/HTTP address configured")
-    host, port = split_address(addr)
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise OSError(
-            exc.errno,
-            f"cannot bind OTLP/HTTP server to {addr}: {exc.strerror} (a collector or another receiver"
-            " on it? choose another port with --otlp-http-address, e.g. 127.0.0.1:0)",
-        ) from exc
-    # auto_decompress off: gzip is inflated by _read_body, bounded by max_request_bytes.
-    runner = web.AppRunner(
-        create_otlp_http_app(receiver),
-        handle_signals=False,
-        access_log=None,
-        shutdown_timeout=1.0,
-        auto_decompress=False,
+    hint = (
+        "a collector or another receiver on it? choose another port with --otlp-http-address,"
+        " e.g. 127.0.0.1:0"
     )
-    await runner.setup()
-    site = web.SockSite(runner, sock, ssl_context=ssl_context)
-    await site.start()
-    return runner, sock.getsockname()[1]
+    # auto_decompress off: gzip is inflated by _read_body, bounded by max_request_bytes.
+    return await serve_app(
+        create_otlp_http_app(receiver), addr, ssl_context, "OTLP/HTTP", hint, auto_decompress=False
+    )
