@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SECTIONS = ("ingest", "emitter", "snapshot", "memory", "growth")
+SECTIONS = ("ingest", "emitter", "snapshot", "memory", "growth", "restart")
 
 
 def _positive(value: object, where: str) -> None:
@@ -22,7 +22,7 @@ def _positive(value: object, where: str) -> None:
     assert value > 0, f"{where} = {value}"
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(240)
 def test_quick_bench_reports_every_section(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     proc = subprocess.run(
@@ -30,7 +30,7 @@ def test_quick_bench_reports_every_section(tmp_path: Path) -> None:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=170,
+        timeout=230,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads(out.read_text())
@@ -78,5 +78,10 @@ def test_quick_bench_reports_every_section(tmp_path: Path) -> None:
             "json_selection_bytes",
         ):
             _positive(row[key], f"growth {row['assets']} {key}")
+    restart, cold = s["restart"]["restart"], s["restart"]["cold"]
+    for key in ("events_stored", "restart_to_serving_s", "rss_serving_mb", "rss_after_100_old_runs_mb"):
+        _positive(restart[key], f"restart {key}")
+    for key in ("events_per_run", "cold_json_selection_ms", "warm_json_selection_ms", "bytes"):
+        _positive(cold[key], f"cold {key}")
     for section in SECTIONS:
         assert results["seconds"][section] >= 0
