@@ -428,7 +428,8 @@ class Receiver:
         old = self._folds.pop(run_id, None)
         if old is not None:
             self._weight -= old.revision
-            if save and self._needs_save(run_id, old):  # no one mutates it now: dump it on a thread
+            # no one mutates it now: dump it on a thread (at most 4 waiting: each holds its fold)
+            if save and len(self._saves) < 4 and self._needs_save(run_id, old):
                 task = asyncio.get_running_loop().create_task(self._save(run_id, old), name="vfo-checkpoint")
                 self._saves.add(task)
                 task.add_done_callback(self._saves.discard)
