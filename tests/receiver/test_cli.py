@@ -315,3 +315,42 @@ def test_exec_without_a_receiver_says_so_in_one_line_and_passes_the_status_throu
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith(f"vfo-otel exec: warning: http://127.0.0.1:{port} did not take")
     assert "is `vfo-otel serve` or a collector running there?" in lines[0]
+def test_serve_on_a_postgresql_store_prints_its_url_without_the_password(pg_cluster: object) -> None:
+    url = str(pg_cluster.create_database("cli_serve"))  # type: ignore[attr-defined]
+    url = url.replace("postgres@", "postgres:hunter2@")  # trust auth: any password will do
+    proc = subprocess.Popen(
+        [VFO_OTEL, "serve", "--grpc-address", "127.0.0.1:0", "--no-http", "--store", url],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    )
+    try:
+        assert proc.stderr is not None
+        seen = []
+        while not seen or "OTLP/gRPC on" not in seen[-1]:  # after the log line of the schema's creation
+            seen.append(proc.stderr.readline())
+            assert seen[-1], "".join(seen)
+        assert "store postgresql://postgres:***@127.0.0.1:" in seen[-1]
+        assert "hunter2" not in "".join(seen)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(DEADLINE_S) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(DEADLINE_S)
+
+
+def test_serve_fails_fast_with_a_clear_message_when_postgresql_is_unreachable() -> None:
+    from vfo_otel.testing import free_port
+
+    url = f"postgresql://vfo:secret@127.0.0.1:{free_port()}/vfo"
+    proc = subprocess.run(
+        [VFO_OTEL, "serve", "--grpc-address", "127.0.0.1:0", "--no-http", "--store", url],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=DEADLINE_S,
+    )
+    assert proc.returncode != 0
+    assert "cannot connect to event store postgresql://vfo:***@127.0.0.1:" in proc.stderr
+    assert "secret" not in proc.stderr

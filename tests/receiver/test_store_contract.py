@@ -23,6 +23,7 @@ from vfo_otel.receiver import (
     _checkpoint,
     open_store,
     record_of,
+    run_fold_of,
     snapshot_of,
 )
 from vfo_otel.receiver._store import RunItem
@@ -249,3 +250,17 @@ async def test_a_fold_checkpoint_is_a_cache_never_the_truth(
             assert _same(await again.snapshot("run-a"), snapshot_of(a_events, "run-a"))
     finally:
         await again.stop()
+
+
+def test_a_forged_checkpoint_cannot_name_anything_but_the_fold_s_classes() -> None:
+    import os
+    import pickle
+    import zlib
+
+    for evil in (pickle.dumps(os.system), pickle.dumps(eval), b"garbage"):
+        with pytest.raises(ValueError, match="unreadable fold checkpoint"):
+            _checkpoint.load(zlib.compress(evil))
+    fold = run_fold_of("r", [e.SerializeToString() for e in _run_events("r", 3)])
+    again = _checkpoint.load(_checkpoint.dump(fold))
+    assert again.revision == fold.revision
+    assert _same(again.snapshot(Selection("p", "a1")), fold.snapshot(Selection("p", "a1")))

@@ -9,9 +9,11 @@ pure function of the event set, checkpoint + tail gives the very fold the events
   ``_selection`` and the contract's state table). A receiver whose fold code differs ignores
   it (and writes its own), so a change to a fold rule can never serve an older rule's state.
 * **Format**: a pickle of the :class:`~vfo_otel.receiver.RunFold` (protobuf messages inside as
-  their wire bytes), zlib-compressed. Loading uses an unpickler that resolves only the fold's
-  own classes and a few builtins: a forged blob cannot name any other callable, so whoever
-  can write the store can forge a run's state (as with events) but cannot run code.
+  their wire bytes), zlib-compressed. Loading uses an unpickler that resolves only classes the
+  fold modules (``_fold``, ``_digest``) define, a protobuf loader and plain containers: a forged
+  blob cannot name any other callable, so whoever can write the store can forge a run's state
+  (as with events) but cannot run code. A class the fold's owner adds is accepted as is; one the
+  new code cannot load makes the checkpoint unreadable, hence ignored.
 * **Cost** (1,000 assets x 20 nodes, ~40,000 events): ~0.8 MB; loading takes ~0.2 s with the
   cyclic GC paused (it would otherwise walk the half-built object graph again and again).
 
@@ -82,23 +84,27 @@ for _cls in (duration_pb2.Duration, timestamp_pb2.Timestamp):
     _MESSAGES[_cls.DESCRIPTOR.full_name] = _cls
     _DISPATCH[_cls] = _reduce
 
-#: What a checkpoint may name: the fold's classes, the message loader, plain builtins.
+#: What a checkpoint may name besides the classes the fold modules define: the message loader
+#: and plain builtins.
 _ALLOWED = {
     (__name__, "message"),
-    *((_fold.__name__, n) for n in ("RunFold", "_Acc", "_Node", "_Asset", "_Pipeline")),
-    *((_digest.__name__, n) for n in ("AssetDigest", "PipelineAgg")),
-    *(("builtins", n) for n in ("set", "frozenset", "dict", "list", "tuple", "getattr")),
+    *(("builtins", n) for n in ("set", "frozenset", "dict", "list", "tuple", "object")),
     ("copyreg", "_reconstructor"),
     ("copyreg", "__newobj__"),
-    ("builtins", "object"),
 }
+_FOLD_MODULES = {_fold.__name__: _fold, _digest.__name__: _digest}
 
 
 class _Unpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
-        if (module, name) not in _ALLOWED:
-            raise pickle.UnpicklingError(f"a checkpoint may not name {module}.{name}")
-        return super().find_class(module, name)
+        mod = _FOLD_MODULES.get(module)
+        if mod is not None:  # a class the fold defines (whatever the fold's owner adds), nothing else
+            cls = getattr(mod, name, None)
+            if isinstance(cls, type) and cls.__module__ == module:
+                return cls
+        elif (module, name) in _ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"a checkpoint may not name {module}.{name}")
 
 
 @contextmanager

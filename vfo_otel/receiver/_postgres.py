@@ -315,10 +315,9 @@ class PostgresStore(Store):
         )
         return [RunRow(*r) for r in rows]
 
-    async def stale_items(self, limit: int = 1000) -> list[str]:
-        rows = await self._fetch(
-            "SELECT run_id FROM vfo_runs WHERE folded_revision < revision LIMIT %s", (limit,)
-        )
+    async def stale_items(self, limit: int = 1000, *, missing_only: bool = False) -> list[str]:
+        where = "item IS NULL AND revision > 0" if missing_only else "folded_revision < revision"
+        rows = await self._fetch(f"SELECT run_id FROM vfo_runs WHERE {where} LIMIT %s", (limit,))
         return [r[0] for r in rows]
 
     async def unfinished_runs(self) -> list[str]:

@@ -137,11 +137,15 @@ _log = logging.getLogger("vfo_otel.receiver")
 #: How often a running receiver re-applies retention (seconds); also applied at start.
 RETENTION_INTERVAL_S = 3600.0
 #: How long after a change a run's list item (header, summary) is written to the runs table
-#: (changes within it are written once); ``list_runs`` of this receiver writes pending ones first.
-ITEM_DELAY_S = 0.1
-#: At most this many runs whose list item is missing or behind are folded by one ``list_runs``
-#: (the rest by the background repair that starts with the receiver).
+#: (changes within it are written once: building an item digests the run's changed assets, so a
+#: run under ingest pays for it at most once a second); ``list_runs`` of this receiver writes
+#: pending ones first, so only other receivers' lists can lag by this much.
+ITEM_DELAY_S = 1.0
+#: At most this many runs with no list item yet are folded by one ``list_runs`` (the rest, and
+#: items behind their revision, by the background repair: at start, then every
+#: ``REPAIR_INTERVAL_S``).
 LIST_REPAIR_RUNS = 100
+REPAIR_INTERVAL_S = 60.0
 #: How long a request waits for an unreachable store before it is answered UNAVAILABLE.
 STORE_RETRY_AFTER_S = 1.0
 
@@ -327,27 +331,32 @@ class Receiver:
 
     async def _repair_items(self) -> None:
         """Fold again the runs whose list item is missing or behind (a crash between an ingest
-        and its item, a migrated store, an item write that failed); in the background."""
+        and its item, a migrated store, an item write that failed): at start, then every
+        ``REPAIR_INTERVAL_S``, in the background. Runs this receiver caches write their own."""
+        while True:
+            try:
+                await self._repair_pass()
+            except StoreError:
+                _log.warning("could not repair run list items; retrying later", exc_info=True)
+            await asyncio.sleep(REPAIR_INTERVAL_S)
+
+    async def _repair_pass(self, limit: int = 200, *, missing_only: bool = False) -> None:
         store = self._store
         done: set[str] = set()
         while store is not None:
-            try:
-                stale = [r for r in await store.stale_items(200) if r not in done]
-            except StoreError:
-                await asyncio.sleep(5.0)
-                continue
+            stale = [
+                r for r in await store.stale_items(limit, missing_only=missing_only)
+                if r not in done and r not in self._folds and r not in self._dirty
+            ]
             if not stale:
                 return
             for run_id in stale:
                 done.add(run_id)
-                try:
-                    if await self._fold_of(run_id, refresh=True) is not None:
-                        self._dirty.add(run_id)
-                    await self._write_items()
-                except StoreError:
-                    _log.warning("could not fold run %r again; retrying later", run_id)
-            if len(done) > 100_000:
-                done.clear()
+                if await self._fold_of(run_id, refresh=True) is not None:
+                    self._dirty.add(run_id)
+            await self._write_items()
+            if missing_only:
+                return
 
     def _stale_after_ns(self) -> int:
         return int(self.config.stale_after_s * 1e9)
@@ -463,7 +472,8 @@ class Receiver:
         old = self._folds.pop(run_id, None)
         if old is not None:
             self._weight -= old.revision
-            if save and self._needs_save(run_id, old):  # no one mutates it now: dump it on a thread
+            # no one mutates it now: dump it on a thread (at most 4 waiting: each holds its fold)
+            if save and len(self._saves) < 4 and self._needs_save(run_id, old):
                 task = asyncio.get_running_loop().create_task(self._save(run_id, old), name="vfo-checkpoint")
                 self._saves.add(task)
                 task.add_done_callback(self._saves.discard)
@@ -655,9 +665,15 @@ class Receiver:
         """Fold a run's new records (revisions ``base + 1 ..``): straight into the cached fold
         when it holds exactly the revisions before them, else by reading from the store."""
         run = self._folds.get(run_id)
-        if run is not None and run.revision >= base + len(records) and not self._lock_of(run_id).locked():
+        busy = self._lock_of(run_id).locked()
+        if run is None and base == 0 and not busy:  # a new run: these are all its events
+            run = RunFold(run_id)
+            for r in records:
+                run.apply_record(r)
+            self._put(run_id, run, 0)
+        elif run is not None and run.revision >= base + len(records) and not busy:
             pass  # a catch-up (another receiver's notification) already read these revisions
-        elif run is not None and run.revision == base and not self._lock_of(run_id).locked():
+        elif run is not None and run.revision == base and not busy:
             for r in records:
                 run.apply_record(r)
             self._put(run_id, run, base)
@@ -892,10 +908,8 @@ class Receiver:
             raise Overloaded("receiver is not started", retry_after_s=1.0)
         with _unavailable():
             await self._write_items()
-            for run_id in await store.stale_items(LIST_REPAIR_RUNS):  # a crash or a migration left them
-                if run_id not in self._dirty and await self._fold_of(run_id, refresh=True) is not None:
-                    self._dirty.add(run_id)
-            await self._write_items()
+            # runs with no item at all (a migrated store, a crash before the first): folded now
+            await self._repair_pass(LIST_REPAIR_RUNS, missing_only=True)
             rows = await store.list_items(offset, size + 1, state)
         out = db.ListRunsResponse()
         for row in rows[:size]:

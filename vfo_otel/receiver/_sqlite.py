@@ -274,8 +274,7 @@ class EventStore:
         return out
 
     def _insert(self, records: Sequence[EventRecord]) -> Appended:
-        """One transaction: which keys are new (one indexed probe per event, the same B-tree the
-        insert walks), then one multi-row INSERT per ``_ROWS_PER_INSERT`` rows with each run's
+        """One transaction: one multi-row INSERT per ``_ROWS_PER_INSERT`` rows with each run's
         next revisions, then one update of each run's row. SQLite releases the GIL per statement
         step, so one statement for many rows hands it back and forth with the loop rarely."""
         db = self._db
@@ -287,15 +286,21 @@ class EventStore:
             marks = ",".join("?" * len(chunk))
             query = f"SELECT run_id, revision FROM runs WHERE run_id IN ({marks})"
             revisions.update(db.execute(query, chunk))
-        groups, appended = group_new(records, self._stored, revisions)
-        params: list[object] = []
-        for run_id, base, new in groups:
-            for i, r in enumerate(new, start=base + 1):
-                params += (r.event_id, run_id, i, r.time_ns, r.event.SerializeToString())
-        step = 5 * self._rows_per_insert
-        for i in range(0, len(params), step):
-            part = params[i : i + step]
-            db.execute(_multi_insert(len(part) // 5), part)
+        # Optimistic first: number every key of the batch and let the unique index drop stored ones.
+        # All new (the common case) or all stored (a retry, or the second of the log and span
+        # paths): the revisions have no gap, and no key was probed twice. Only a batch mixing
+        # new and stored keys is rolled back and inserted again with the new keys alone.
+        groups, appended = group_new(records, lambda _run, _ids: set(), revisions)
+        inserted = self._insert_groups(groups)
+        total = len(appended.records)
+        if inserted == 0:
+            db.execute("ROLLBACK")
+            return Appended([], {})
+        if inserted != total:
+            db.execute("ROLLBACK")
+            db.execute("BEGIN IMMEDIATE")
+            groups, appended = group_new(records, self._stored, revisions)
+            self._insert_groups(groups)
         for run_id, base, new in groups:
             last = max(r.time_ns for r in new)
             db.execute(
@@ -306,6 +311,20 @@ class EventStore:
             )
         db.execute("COMMIT")
         return appended
+
+    def _insert_groups(self, groups: list[tuple[str, int, list[EventRecord]]]) -> int:
+        """Insert each run's records with revisions after its base; returns the rows inserted."""
+        db = self._db
+        params: list[object] = []
+        for run_id, base, new in groups:
+            for i, r in enumerate(new, start=base + 1):
+                params += (r.event_id, run_id, i, r.time_ns, r.event.SerializeToString())
+        step = 5 * self._rows_per_insert
+        inserted = 0
+        for i in range(0, len(params), step):
+            part = params[i : i + step]
+            inserted += db.execute(_multi_insert(len(part) // 5), part).rowcount
+        return inserted
 
     def put_items(self, items: Sequence[RunItem]) -> None:
         """Write folded list items; a row folded at a revision >= an item's keeps its own."""
@@ -384,9 +403,10 @@ class EventStore:
         )
         return [RunRow(*r) for r in rows]
 
-    def stale_items(self, limit: int = 1000) -> list[str]:
-        """Runs whose item is missing or older than their revision."""
-        rows = self._read("SELECT run_id FROM runs WHERE folded_revision < revision LIMIT ?", (limit,))
+    def stale_items(self, limit: int = 1000, *, missing_only: bool = False) -> list[str]:
+        """Runs whose item is missing (or, unless ``missing_only``, older than their revision)."""
+        where = "item IS NULL AND revision > 0" if missing_only else "folded_revision < revision"
+        rows = self._read(f"SELECT run_id FROM runs WHERE {where} LIMIT ?", (limit,))
         return [r[0] for r in rows]
 
     def unfinished_runs(self) -> list[str]:
@@ -564,8 +584,8 @@ class SqliteStore(Store):
     async def put_items(self, items: Sequence[RunItem]) -> None:
         await self._call(lambda s: s.put_items(items))
 
-    async def stale_items(self, limit: int = 1000) -> list[str]:
-        return await self._call(lambda s: s.stale_items(limit))
+    async def stale_items(self, limit: int = 1000, *, missing_only: bool = False) -> list[str]:
+        return await self._call(lambda s: s.stale_items(limit, missing_only=missing_only))
 
     async def unfinished_runs(self) -> list[str]:
         return await self._call(lambda s: s.unfinished_runs())

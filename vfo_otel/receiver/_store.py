@@ -139,8 +139,8 @@ class Store(abc.ABC):
         """Write folded items; a row already folded at a revision >= the item's keeps its own."""
 
     @abc.abstractmethod
-    async def stale_items(self, limit: int = 1000) -> list[str]:
-        """Runs whose item is missing or behind their revision (to fold again)."""
+    async def stale_items(self, limit: int = 1000, *, missing_only: bool = False) -> list[str]:
+        """Runs whose item is missing (or, unless ``missing_only``, behind their revision)."""
 
     @abc.abstractmethod
     async def unfinished_runs(self) -> list[str]:
