@@ -438,8 +438,11 @@ class Emitter:
                 self._failed(exc)
                 return False
 
-        with ThreadPoolExecutor(max_workers=3, thread_name_prefix="vfo-otel-flush") as pool:
-            flushed = list(pool.map(flush, self._providers))  # tracer, logger, meter provider
+        try:
+            with ThreadPoolExecutor(max_workers=3, thread_name_prefix="vfo-otel-flush") as pool:
+                flushed = list(pool.map(flush, self._providers))  # tracer, logger, meter provider
+        except RuntimeError:  # at interpreter exit no new thread may start: one after the other
+            flushed = [flush(p) for p in self._providers]
         # the signals whose provider (tracer: spans, logger: logs) flushed completely
         done = zip(("spans", "logs"), flushed[:2], strict=True)
         settled = [kind for kind, ok in done if ok and kind in enqueued]
